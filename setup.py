@@ -1,0 +1,38 @@
+"""ament_python package definition for visual_anomaly.
+
+The top-level ``training/`` folder is installed as the ``visual_anomaly.training`` subpackage.
+"""
+
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE = 'visual_anomaly'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=[PACKAGE, f'{PACKAGE}.core', f'{PACKAGE}.training'],
+    package_dir={f'{PACKAGE}.training': 'training'},
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        (f'share/{PACKAGE}/launch', glob('launch/*.py')),
+        (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
+    ],
+    python_requires='>=3.10',
+    # Runtime dependencies come from rosdep (package.xml) on robots and from requirements.txt
+    # elsewhere; listing them here would make ROS entry points demand pip distributions.
+    install_requires=['setuptools'],
+    extras_require={'test': ['pytest', 'hypothesis', 'catkin_pkg']},
+    zip_safe=True,
+    maintainer='visual_anomaly maintainers',
+    maintainer_email='maintainers@visual-anomaly.dev',
+    description='Visual anomaly detection for mobile robots (ROS 2 node and training package).',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'visual-anomaly-demo = visual_anomaly.training.demo:main',
+        ],
+    },
+)
