@@ -1,0 +1,29 @@
+"""Shared fixtures: small models and frames for fast, deterministic tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from visual_anomaly.core import AutoencoderConfig, ConvAutoencoder, Detector, OutlierExposureHead
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def small_detector() -> Detector:
+    """An untrained but seeded F=8 detector with an OE head, on the CPU."""
+    torch.manual_seed(0)
+    model = ConvAutoencoder(AutoencoderConfig(base_channels=8))
+    return Detector(model, oe_head=OutlierExposureHead(), device='cpu')
+
+
+@pytest.fixture
+def frames64(rng: np.random.Generator) -> np.ndarray:
+    """Smooth random 64x64 RGB frames (noise would make every frame equally anomalous)."""
+    base = rng.integers(0, 256, size=(12, 8, 8, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(base, 8, axis=1), 8, axis=2)

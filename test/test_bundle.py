@@ -1,0 +1,134 @@
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from visual_anomaly.core import SCORE_KINDS, BundleError, load_bundle, read_bundle_metadata, save_bundle
+from visual_anomaly.core import bundle as bundle_module
+
+
+@pytest.fixture
+def saved(tmp_path, small_detector, frames64):
+    small_detector.calibrate(frames64, fpr=0.1)
+    small_detector.decision_score = 'oe'
+    path = save_bundle(tmp_path / 'model.pt', small_detector, {'dataset': 'unit test', 'epochs': 0})
+    return path, small_detector
+
+
+def test_round_trip_gives_identical_scores(saved, frames64):
+    path, original = saved
+    loaded = load_bundle(path, device='cpu')
+    before, after = original.detect(frames64), loaded.detect(frames64)
+    for kind in ('reconstruction', 'local', 'oe', 'fused'):
+        np.testing.assert_array_equal(before.scores[kind], after.scores[kind])
+    np.testing.assert_array_equal(before.is_anomaly, after.is_anomaly)
+    assert loaded.decision_score == 'oe' and loaded.threshold_ == original.threshold_
+    assert loaded.calibration == original.calibration
+    assert loaded.autoencoder.config == original.autoencoder.config
+
+
+def test_metadata_holds_config_and_provenance(saved):
+    metadata = read_bundle_metadata(saved[0])
+    assert metadata['provenance'] == {'dataset': 'unit test', 'epochs': 0}
+    assert metadata['autoencoder']['base_channels'] == 8
+    assert metadata['preprocessing']['normalization'] == 'standardize'
+    assert set(metadata['thresholds']) == set(SCORE_KINDS)
+
+
+def test_bundle_without_oe_head_round_trips(tmp_path, frames64):
+    from visual_anomaly.core import AutoencoderConfig, ConvAutoencoder, Detector
+
+    detector = Detector(ConvAutoencoder(AutoencoderConfig(base_channels=8)), device='cpu')
+    loaded = load_bundle(save_bundle(tmp_path / 'ae.pt', detector), 'cpu')
+    assert loaded.oe_head is None
+    np.testing.assert_array_equal(loaded.detect(frames64).mse, detector.detect(frames64).mse)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(BundleError, match='not found') as error:
+        load_bundle(tmp_path / 'nope.pt')
+    assert 'nope.pt' in str(error.value)
+
+
+@pytest.mark.parametrize('keep', [0, 10, 0.5, -10])
+def test_truncated_file(saved, tmp_path, keep):
+    data = saved[0].read_bytes()
+    cut = tmp_path / 'cut.pt'
+    cut.write_bytes(data[: int(keep * len(data)) if isinstance(keep, float) else keep])
+    with pytest.raises(BundleError) as error:
+        load_bundle(cut)
+    assert 'cut.pt' in str(error.value)
+
+
+def test_foreign_files(tmp_path):
+    text = tmp_path / 'notes.pt'
+    text.write_text('hello')
+    plain_state_dict = tmp_path / 'weights.pt'
+    torch.save({'conv.weight': torch.zeros(3)}, plain_state_dict)
+    for path in (text, plain_state_dict):
+        with pytest.raises(BundleError, match='not|unreadable'):
+            load_bundle(path)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_pickled_code_is_never_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / 'evil.pt'
+    torch.save({'format': bundle_module.BUNDLE_FORMAT, 'payload': Exploit()}, evil)
+    with pytest.raises(BundleError, match='refused'):
+        load_bundle(evil)
+    assert not (tmp_path / 'PWNED').exists()
+    raw_pickle = tmp_path / 'raw.pt'
+    raw_pickle.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(BundleError):
+        load_bundle(raw_pickle)
+    assert not (tmp_path / 'PWNED').exists()
+
+
+def _rewrite(path, out, **changes):
+    payload = torch.load(path, weights_only=True)
+    payload.update(changes)
+    torch.save(payload, out)
+    return out
+
+
+def test_newer_format_version(saved, tmp_path):
+    newer = _rewrite(saved[0], tmp_path / 'newer.pt', format_version=bundle_module.BUNDLE_VERSION + 1)
+    with pytest.raises(BundleError, match='newer'):
+        load_bundle(newer)
+
+
+def test_corrupt_metadata_and_mismatched_weights(saved, tmp_path):
+    bad_json = _rewrite(saved[0], tmp_path / 'json.pt', metadata='{not json')
+    with pytest.raises(BundleError, match='metadata'):
+        load_bundle(bad_json)
+    payload = torch.load(saved[0], weights_only=True)
+    wrong = _rewrite(
+        saved[0],
+        tmp_path / 'wrong.pt',
+        metadata=payload['metadata'].replace('"base_channels": 8', '"base_channels": 16'),
+    )
+    with pytest.raises(BundleError, match='inconsistent'):
+        load_bundle(wrong)
+
+
+def test_bit_flipped_archive(saved, tmp_path):
+    data = bytearray(saved[0].read_bytes())
+    with zipfile.ZipFile(saved[0]) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 10
+    data[offset] ^= 0xFF
+    flipped = tmp_path / 'flipped.pt'
+    flipped.write_bytes(bytes(data))
+    # A flipped weight byte either fails the archive's CRC check or changes the weights;
+    # it must never crash with anything but a BundleError.
+    try:
+        load_bundle(flipped, 'cpu')
+    except BundleError as error:
+        assert 'flipped.pt' in str(error)

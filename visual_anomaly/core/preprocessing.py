@@ -1,0 +1,103 @@
+"""Frame preprocessing: any uint8 camera frame -> the model's normalized 64x64 RGB input.
+
+Two steps, kept apart so that datasets can cache the first one:
+:func:`resize_frame` (colour order to RGB, INTER_AREA resize, uint8) and
+:meth:`Preprocessor.normalize` (uint8 NHWC batch -> float NCHW tensor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import torch
+
+COLOR_ORDERS = ('rgb', 'bgr', 'rgba', 'bgra', 'mono')
+NORMALIZATIONS = ('standardize', 'scale')
+STANDARDIZE_EPS = 1e-7
+
+_TO_RGB = {
+    'bgr': cv2.COLOR_BGR2RGB,
+    'rgba': cv2.COLOR_RGBA2RGB,
+    'bgra': cv2.COLOR_BGRA2RGB,
+    'mono': cv2.COLOR_GRAY2RGB,
+}
+_CHANNELS = {'rgb': 3, 'bgr': 3, 'rgba': 4, 'bgra': 4, 'mono': 1}
+
+
+@dataclass(frozen=True)
+class PreprocessingConfig:
+    """How frames become model input; stored in the model bundle.
+
+    ``standardize`` is the published per-image, per-channel standardization
+    ``(x - mean_c) / (std_c + 1e-7)``; ``scale`` maps pixels to [0, 1].
+    """
+
+    image_size: int = 64
+    normalization: str = 'standardize'
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}')
+        if self.image_size < 1:
+            raise ValueError(f'image_size must be positive, got {self.image_size}')
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resize_frame(frame: np.ndarray, color_order: str = 'rgb', size: int = 64) -> np.ndarray:
+    """Resize a uint8 frame (HxW, HxWx1, HxWx3 or HxWx4) to ``size`` x ``size`` x 3 RGB uint8."""
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f'color_order must be one of {COLOR_ORDERS}, got {color_order!r}')
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise ValueError(f'frames must be uint8, got {frame.dtype}')
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    channels = 1 if frame.ndim == 2 else (frame.shape[2] if frame.ndim == 3 else -1)
+    if channels != _CHANNELS[color_order] or frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ValueError(f'a {color_order} frame needs {_CHANNELS[color_order]} channel(s), got shape {frame.shape}')
+    if frame.shape[:2] != (size, size):
+        frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    if color_order != 'rgb':
+        frame = cv2.cvtColor(frame, _TO_RGB[color_order])
+    return np.ascontiguousarray(frame)
+
+
+def resize_frames(frames: Sequence[np.ndarray] | np.ndarray, color_order: str = 'rgb', size: int = 64) -> np.ndarray:
+    """Stack :func:`resize_frame` over frames into an (N, size, size, 3) uint8 array."""
+    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = resize_frame(frame, color_order, size)
+    return out
+
+
+class Preprocessor:
+    """Turns frames into normalized model input according to a :class:`PreprocessingConfig`."""
+
+    def __init__(self, config: PreprocessingConfig | None = None) -> None:
+        self.config = config or PreprocessingConfig()
+
+    def normalize(self, batch: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 on ``device``."""
+        tensor = torch.as_tensor(batch, device=device)
+        if tensor.dtype != torch.uint8 or tensor.ndim != 4 or tensor.shape[-1] != 3:
+            raise ValueError(f'expected an (N, H, W, 3) uint8 batch, got {tuple(tensor.shape)} {tensor.dtype}')
+        images = tensor.permute(0, 3, 1, 2).float().div_(255.0)
+        if self.config.normalization == 'standardize':
+            mean = images.mean(dim=(2, 3), keepdim=True)
+            std = images.std(dim=(2, 3), keepdim=True, correction=0)
+            images = (images - mean) / (std + STANDARDIZE_EPS)
+        return images.contiguous()
+
+    def __call__(
+        self,
+        frames: Sequence[np.ndarray] | np.ndarray,
+        color_order: str = 'rgb',
+        device: torch.device | None = None,
+    ) -> torch.Tensor:
+        """Resize and normalize raw frames in one call."""
+        return self.normalize(resize_frames(frames, color_order, self.config.image_size), device)

@@ -1,0 +1,109 @@
+"""Pure PyTorch models: the convolutional autoencoder and the outlier-exposure head.
+
+The autoencoder follows the published corridor architecture (Mantegazza et al., RA-L 2022):
+four stride-2 3x3 convolutions with channels F, 2F, 4F, 8F and LeakyReLU, a linear bottleneck
+whose first layer's output is the embedding, and a bilinear-upsampling decoder. ``base_channels``
+is F: 128 reproduces the published model (~16.6M parameters), the default 32 is light enough
+for a small robot CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+LEAKY_SLOPE = 0.01
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Architecture of :class:`ConvAutoencoder`."""
+
+    base_channels: int = 32
+    embedding_dim: int = 128
+    image_size: int = 64
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.base_channels < 1 or self.embedding_dim < 1 or self.in_channels < 1:
+            raise ValueError(f'autoencoder sizes must be positive: {self}')
+        if self.image_size < 16 or self.image_size % 16:
+            raise ValueError(f'image_size must be a multiple of 16 and >= 16, got {self.image_size}')
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1),
+        nn.LeakyReLU(LEAKY_SLOPE),
+    )
+
+
+def _upsample_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.LeakyReLU(LEAKY_SLOPE),
+    )
+
+
+class ConvAutoencoder(nn.Module):
+    """64x64xC image -> ``embedding_dim`` embedding -> 64x64xC reconstruction (linear output)."""
+
+    def __init__(self, config: AutoencoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or AutoencoderConfig()
+        f = self.config.base_channels
+        channels = [self.config.in_channels, f, 2 * f, 4 * f, 8 * f]
+        self._bottleneck_side = self.config.image_size // 16
+        flat = 8 * f * self._bottleneck_side**2
+        self.encoder = nn.Sequential(
+            *(_conv_block(channels[i], channels[i + 1], stride=2) for i in range(4)),
+            nn.Flatten(),
+            nn.Linear(flat, self.config.embedding_dim),
+        )
+        self.expand = nn.Sequential(nn.Linear(self.config.embedding_dim, flat), nn.LeakyReLU(LEAKY_SLOPE))
+        self.decoder = nn.Sequential(
+            _upsample_block(8 * f, 4 * f),
+            _upsample_block(4 * f, 2 * f),
+            _upsample_block(2 * f, f),
+            nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False),
+            nn.Conv2d(f, self.config.in_channels, kernel_size=3, padding=1),
+        )
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) normalized images -> (N, embedding_dim) embeddings."""
+        return self.encoder(images)
+
+    def decode(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, embedding_dim) embeddings -> (N, C, H, W) reconstructions."""
+        side = self._bottleneck_side
+        hidden = self.expand(embeddings).view(-1, 8 * self.config.base_channels, side, side)
+        return self.decoder(hidden)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(reconstruction, embedding)``."""
+        embedding = self.encode(images)
+        return self.decode(embedding), embedding
+
+
+class OutlierExposureHead(nn.Module):
+    """The thesis' MLP on the embedding (128-256-64-1); returns logits, sigmoid gives P(anomaly)."""
+
+    def __init__(self, embedding_dim: int = 128) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.layers = nn.Sequential(
+            nn.Linear(embedding_dim, 256),
+            nn.ReLU(),
+            nn.Linear(256, 64),
+            nn.ReLU(),
+            nn.Linear(64, 1),
+        )
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.layers(embeddings).squeeze(-1)
