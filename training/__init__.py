@@ -1,0 +1,1 @@
+"""Training package: datasets, autoencoder training, calibration, evaluation and the demo."""

@@ -1,0 +1,122 @@
+"""Autoencoder training on normal frames (Adam, plateau LR schedule, clipping, early stopping)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from visual_anomaly.core import ConvAutoencoder, Preprocessor, resolve_device
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; the defaults follow the published corridor training recipe."""
+
+    epochs: int = 100
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    grad_clip_norm: float = 10.0
+    lr_patience: int = 8
+    early_stopping_patience: int = 15
+    seed: int = 0
+    device: str = 'auto'
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
+            raise ValueError(f'epochs, batch_size and learning_rate must be positive: {self}')
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch losses and the epoch whose weights were kept."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+
+    @property
+    def best_val_loss(self) -> float:
+        return self.val_loss[self.best_epoch] if self.best_epoch >= 0 else math.nan
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return list(torch.split(order, batch_size))
+
+
+@torch.no_grad()
+def reconstruction_loss(
+    model: ConvAutoencoder, frames: np.ndarray, preprocessor: Preprocessor, batch_size: int = 256
+) -> float:
+    """Mean reconstruction MSE of (N, S, S, 3) uint8 frames."""
+    device = next(model.parameters()).device
+    model.eval()
+    total = 0.0
+    for index in _batches(len(frames), batch_size, None):
+        images = preprocessor.normalize(frames[index.numpy()], device)
+        total += nn.functional.mse_loss(model(images)[0], images, reduction='sum').item()
+    return total / (len(frames) * frames[0].size)
+
+
+def fit_autoencoder(
+    model: ConvAutoencoder,
+    train_frames: np.ndarray,
+    val_frames: np.ndarray,
+    preprocessor: Preprocessor,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+) -> TrainingHistory:
+    """Train ``model`` in place on normal (N, S, S, 3) uint8 RGB frames; keep the best epoch.
+
+    The learning rate drops 10x after ``lr_patience`` epochs without validation improvement,
+    training stops after ``early_stopping_patience`` such epochs, and the weights of the best
+    validation epoch are restored at the end.
+    """
+    config = config or TrainConfig()
+    if len(train_frames) == 0 or len(val_frames) == 0:
+        raise ValueError('training needs at least one training and one validation frame')
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    device = resolve_device(config.device)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=config.lr_patience)
+    history = TrainingHistory()
+    best_state = copy.deepcopy(model.state_dict())
+    epochs = tqdm(range(config.epochs), desc='autoencoder', unit='epoch', disable=not progress)
+    for epoch in epochs:
+        model.train()
+        running = 0.0
+        for index in _batches(len(train_frames), config.batch_size, generator):
+            images = preprocessor.normalize(train_frames[index.numpy()], device)
+            loss = nn.functional.mse_loss(model(images)[0], images)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+            optimizer.step()
+            running += loss.item() * len(index)
+        val_loss = reconstruction_loss(model, val_frames, preprocessor)
+        history.train_loss.append(running / len(train_frames))
+        history.val_loss.append(val_loss)
+        history.learning_rate.append(optimizer.param_groups[0]['lr'])
+        scheduler.step(val_loss)
+        if history.best_epoch < 0 or val_loss < history.best_val_loss:
+            history.best_epoch = epoch
+            best_state = copy.deepcopy(model.state_dict())
+        epochs.set_postfix(train=f'{history.train_loss[-1]:.4f}', val=f'{val_loss:.4f}')
+        if epoch - history.best_epoch >= config.early_stopping_patience:
+            logger.info('early stopping at epoch %d (best %d)', epoch, history.best_epoch)
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return history

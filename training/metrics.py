@@ -1,0 +1,44 @@
+"""Detection metrics: threshold-free (ROC-AUC, PR-AUC) and at a decision threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
+
+
+def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """ROC-AUC, PR-AUC, and precision/recall/F1/FPR at ``score > threshold``; labels: 1 = anomaly."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    predicted = scores > threshold
+    tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[False, True]).ravel()
+    both_classes = 0 < labels.sum() < len(labels)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        'roc_auc': float(roc_auc_score(labels, scores)) if both_classes else float('nan'),
+        'pr_auc': float(average_precision_score(labels, scores)) if both_classes else float('nan'),
+        'precision': float(precision),
+        'recall': float(recall),
+        'f1': float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
+        'false_positive_rate': float(fp / (fp + tn)) if fp + tn else 0.0,
+        'true_positives': int(tp),
+        'false_positives': int(fp),
+        'true_negatives': int(tn),
+        'false_negatives': int(fn),
+        'threshold': float(threshold),
+    }
+
+
+def per_class_roc_auc(scores: np.ndarray, classes: np.ndarray, names: Mapping[int, str]) -> dict[str, float]:
+    """ROC-AUC of normal (class 0) against each anomaly class present."""
+    scores = np.asarray(scores, dtype=np.float64)
+    classes = np.asarray(classes)
+    normal = classes == 0
+    result = {}
+    for code in sorted(set(classes.tolist()) - {0}):
+        mask = normal | (classes == code)
+        result[names.get(code, str(code))] = float(roc_auc_score(classes[mask] == code, scores[mask]))
+    return result
