@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup_env.sh dev
 ruff check .
+ruff format --check .
 exec python -m pytest "$@"
