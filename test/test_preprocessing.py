@@ -74,3 +74,11 @@ def test_scale_normalization_and_constant_frames(rng):
 def test_unknown_normalization_rejected():
     with pytest.raises(ValueError, match='normalization'):
         PreprocessingConfig(normalization='zscore')
+
+
+@pytest.mark.parametrize('normalization', ['standardize', 'scale'])
+def test_denormalize_inverts_normalize(frames64, normalization):
+    preprocessor = Preprocessor(PreprocessingConfig(normalization=normalization))
+    restored = preprocessor.denormalize(preprocessor.normalize(frames64), frames64)
+    assert restored.dtype == np.uint8
+    assert np.abs(restored.astype(int) - frames64.astype(int)).max() <= 1

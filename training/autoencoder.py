@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 
 from visual_anomaly.core import ConvAutoencoder, Preprocessor, resolve_device
 
+from .augment import AugmentConfig, augment_batch
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,6 +31,8 @@ class TrainConfig:
     early_stopping_patience: int = 15
     seed: int = 0
     device: str = 'auto'
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # None: no augmentation
+    mixed_precision: bool = True  # bfloat16 autocast, on CUDA only
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
@@ -87,7 +91,9 @@ def fit_autoencoder(
         raise ValueError('training needs at least one training and one validation frame')
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    augment_rng = np.random.default_rng(config.seed)
     device = resolve_device(config.device)
+    autocast = torch.autocast('cuda', dtype=torch.bfloat16, enabled=config.mixed_precision and device.type == 'cuda')
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=config.lr_patience)
@@ -98,8 +104,12 @@ def fit_autoencoder(
         model.train()
         running = 0.0
         for index in _batches(len(train_frames), config.batch_size, generator):
-            images = preprocessor.normalize(train_frames[index.numpy()], device)
-            loss = nn.functional.mse_loss(model(images)[0], images)
+            batch = train_frames[index.numpy()]
+            if config.augment is not None:
+                batch = augment_batch(batch, augment_rng, config.augment)
+            images = preprocessor.normalize(batch, device)
+            with autocast:
+                loss = nn.functional.mse_loss(model(images)[0].float(), images)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)

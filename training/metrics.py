@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
@@ -42,3 +42,41 @@ def per_class_roc_auc(scores: np.ndarray, classes: np.ndarray, names: Mapping[in
         mask = normal | (classes == code)
         result[names.get(code, str(code))] = float(roc_auc_score(classes[mask] == code, scores[mask]))
     return result
+
+
+def evaluation_metrics(
+    scores: Mapping[str, np.ndarray],
+    thresholds: Mapping[str, float],
+    classes: np.ndarray,
+    names: Mapping[int, str],
+    exposed_classes: Sequence[int] = (),
+) -> dict[str, dict]:
+    """For every score kind: overall metrics at its threshold, per anomaly class, and seen/unseen groups.
+
+    ``classes`` holds integer class codes (0 = normal); ``exposed_classes`` are the codes shown to
+    outlier exposure during training, reported apart from the never-seen ones.
+    """
+    classes = np.asarray(classes)
+    normal = classes == 0
+    report = {}
+    for kind, values in scores.items():
+        values = np.asarray(values)
+        threshold = thresholds.get(kind, float('inf'))
+        entry = {'overall': detection_metrics(values, classes > 0, threshold), 'per_class': {}}
+        for code in sorted(set(classes.tolist()) - {0}):
+            mask = normal | (classes == code)
+            class_metrics = detection_metrics(values[mask], classes[mask] == code, threshold)
+            entry['per_class'][names.get(code, str(code))] = {
+                'frames': int((classes == code).sum()),
+                'roc_auc': class_metrics['roc_auc'],
+                'pr_auc': class_metrics['pr_auc'],
+                'recall': class_metrics['recall'],
+            }
+        if exposed_classes:
+            seen = np.isin(classes, list(exposed_classes))
+            for group, members in (('seen', seen), ('unseen', (classes > 0) & ~seen)):
+                if members.any():
+                    mask = normal | members
+                    entry[group] = detection_metrics(values[mask], classes[mask] > 0, threshold)
+        report[kind] = entry
+    return report

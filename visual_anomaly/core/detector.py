@@ -7,7 +7,9 @@ validation scores once calibrated:
 * ``local``: log of the peak of the error map averaged over a small window; a small object
   (a cable, a box far ahead) raises it far more than it raises the frame-wide mean,
 * ``oe``: the outlier-exposure head's logit (needs an OE head),
-* ``fused``: the mean of the normalized ``local`` and ``oe`` scores (needs an OE head).
+* ``fused``: ``local`` raised by how far ``oe`` exceeds ``OE_GATE`` (needs an OE head). The OE
+  head only ever adds evidence where it is confident, so on anomaly classes it was never
+  exposed to (where its output looks normal) the fused score stays the local score.
 
 Without an OE head the detector decides on ``local``; with one, on ``fused``.
 
@@ -29,6 +31,7 @@ from .torch_model import ConvAutoencoder, OutlierExposureHead
 
 SCORE_KINDS = ('reconstruction', 'local', 'oe', 'fused')
 LOCAL_WINDOW = 5  # pixels of the 64x64 error map averaged by the local score
+OE_GATE = 3.0  # normalized OE scores above this (robust standard units) raise the fused score
 _MSE_FLOOR = 1e-12
 
 
@@ -108,6 +111,11 @@ class Detector:
         normalizer = self.calibration.normalizers.get('reconstruction')
         return float(np.exp(normalizer.center)) if normalizer is not None else 1.0
 
+    def set_oe_head(self, head: OutlierExposureHead) -> None:
+        """Attach a trained outlier-exposure head and decide on the fused score; recalibrate afterwards."""
+        self.oe_head = head.to(self.device).eval()
+        self.decision_score = 'fused'
+
     def set_threshold(self, value: float, kind: str | None = None) -> None:
         """Override the threshold of ``kind`` (default: the decision score) by hand."""
         kind = kind or self.decision_score
@@ -153,7 +161,7 @@ class Detector:
         identity = ScoreNormalizer()
         scores = {kind: self.calibration.normalizers.get(kind, identity)(value) for kind, value in raw.items()}
         if 'oe' in scores:
-            scores['fused'] = (scores['local'] + scores['oe']) / 2.0
+            scores['fused'] = scores['local'] + np.maximum(scores['oe'] - OE_GATE, 0.0)
         return scores
 
     def detect_resized(self, batch_uint8: np.ndarray) -> DetectionResult:
@@ -175,6 +183,12 @@ class Detector:
             is_anomaly=score > threshold,
             threshold=threshold,
         )
+
+    @torch.inference_mode()
+    def reconstruct(self, batch_uint8: np.ndarray) -> np.ndarray:
+        """The autoencoder's reconstructions of (N, S, S, 3) uint8 RGB frames, as uint8 RGB images."""
+        images = self.preprocessor.normalize(batch_uint8, self.device)
+        return self.preprocessor.denormalize(self.autoencoder(images)[0].float(), batch_uint8)
 
     def detect(self, frames: Sequence[np.ndarray] | np.ndarray, color_order: str = 'rgb') -> DetectionResult:
         """Score raw uint8 frames of any size (``color_order``: rgb, bgr, rgba, bgra, mono)."""

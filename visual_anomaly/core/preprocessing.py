@@ -83,6 +83,8 @@ class Preprocessor:
 
     def normalize(self, batch: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
         """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 on ``device``."""
+        if isinstance(batch, np.ndarray) and not batch.flags.writeable:  # e.g. a read-only frame cache
+            batch = batch.copy()
         tensor = torch.as_tensor(batch, device=device)
         if tensor.dtype != torch.uint8 or tensor.ndim != 4 or tensor.shape[-1] != 3:
             raise ValueError(f'expected an (N, H, W, 3) uint8 batch, got {tuple(tensor.shape)} {tensor.dtype}')
@@ -92,6 +94,16 @@ class Preprocessor:
             std = images.std(dim=(2, 3), keepdim=True, correction=0)
             images = (images - mean) / (std + STANDARDIZE_EPS)
         return images.contiguous()
+
+    def denormalize(self, images: torch.Tensor, reference: np.ndarray) -> np.ndarray:
+        """Model-space (N, 3, H, W) images back to (N, H, W, 3) uint8, using the statistics of ``reference``."""
+        if self.config.normalization == 'standardize':
+            source = torch.as_tensor(reference, device=images.device).permute(0, 3, 1, 2).float().div_(255.0)
+            mean = source.mean(dim=(2, 3), keepdim=True)
+            std = source.std(dim=(2, 3), keepdim=True, correction=0)
+            images = images * (std + STANDARDIZE_EPS) + mean
+        pixels = images.mul(255.0).clamp_(0, 255).round_().to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
     def __call__(
         self,

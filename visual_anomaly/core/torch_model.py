@@ -104,6 +104,14 @@ class OutlierExposureHead(nn.Module):
             nn.ReLU(),
             nn.Linear(64, 1),
         )
+        # embeddings are standardized with the normal training set's statistics, stored with the weights
+        self.register_buffer('input_mean', torch.zeros(embedding_dim))
+        self.register_buffer('input_std', torch.ones(embedding_dim))
+
+    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardize embeddings with these per-dimension statistics before the MLP."""
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.layers(embeddings).squeeze(-1)
+        return self.layers((embeddings - self.input_mean) / self.input_std).squeeze(-1)
