@@ -19,6 +19,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
+        (f'share/{PACKAGE}/models', glob('models/*.pt') + glob('models/*.md')),
     ],
     python_requires='>=3.10',
     # Runtime dependencies come from rosdep (package.xml) on robots and from requirements.txt
@@ -33,6 +34,8 @@ setup(
     entry_points={
         'console_scripts': [
             'visual-anomaly-demo = visual_anomaly.training.demo:main',
+            'visual-anomaly-train = visual_anomaly.training.cli:main',
+            'visual-anomaly-node = visual_anomaly.node:main',
         ],
     },
 )

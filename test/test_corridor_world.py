@@ -5,6 +5,7 @@ import csv
 import cv2
 import numpy as np
 import pytest
+
 from visual_anomaly.training.corridor_world import (
     ANOMALY_CLASSES,
     CorridorWorld,

@@ -2,9 +2,6 @@
 
 import numpy as np
 import torch
-from visual_anomaly.training.autoencoder import TrainConfig, fit_autoencoder
-from visual_anomaly.training.corridor_world import LARGE_CLASSES, generate_frames
-from visual_anomaly.training.metrics import detection_metrics
 
 from visual_anomaly.core import (
     AutoencoderConfig,
@@ -14,6 +11,9 @@ from visual_anomaly.core import (
     Preprocessor,
     resize_frames,
 )
+from visual_anomaly.training.autoencoder import TrainConfig, fit_autoencoder
+from visual_anomaly.training.corridor_world import LARGE_CLASSES, generate_frames
+from visual_anomaly.training.metrics import detection_metrics
 
 # One corridor, objects that cover a fair part of a 64x64 frame (people, boxes, open doors, cones,
 # trolleys, furniture, clutter); about 45 s on two CPU cores.
