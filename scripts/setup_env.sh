@@ -30,7 +30,7 @@ if [ "$(cat "$_va_stamp" 2>/dev/null)" != "$_va_hash" ]; then
   # its share folder to the checkout, as `colcon build --symlink-install` would.
   mkdir -p "$_va_venv/share/ament_index/resource_index/packages" "$_va_venv/share/visual_anomaly"
   touch "$_va_venv/share/ament_index/resource_index/packages/visual_anomaly"
-  for _va_item in package.xml launch config; do
+  for _va_item in package.xml launch config models; do
     ln -sfn "$_va_root/$_va_item" "$_va_venv/share/visual_anomaly/$_va_item"
   done
   echo "$_va_hash" > "$_va_stamp"

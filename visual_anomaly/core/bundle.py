@@ -97,7 +97,9 @@ def _read_payload(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f'(not a visual_anomaly bundle, or tampered with)'
         ) from error
     except Exception as error:  # noqa: BLE001 - torch.load raises many types on arbitrary bytes
-        raise BundleError(f'{path}: unreadable, truncated or not a model bundle ({error})') from error
+        raise BundleError(
+            f'{path}: unreadable, truncated or not a model bundle ({error or type(error).__name__})'
+        ) from error
     if not isinstance(payload, dict) or payload.get('format') != BUNDLE_FORMAT:
         raise BundleError(f'{path}: not a visual_anomaly model bundle')
     version = payload.get('format_version')

@@ -1,0 +1,93 @@
+"""sensor_msgs Image / CompressedImage -> OpenCV BGR frames, with the checks a camera driver needs.
+
+cv_bridge does the conversion where the ROS install provides it; elsewhere ``rosbags-image``
+(which works on rclpy messages) does. What neither checks is done here: the declared width,
+height, step and data size must agree, and row padding (``step`` larger than a row) is removed
+before conversion. Every problem raises :class:`FrameError` with a message fit for a log line.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+from rosbags.image import ImageConversionError, ImageFormatError, image_to_cvimage
+
+try:  # the ROS install's cv_bridge, when it is a working one
+    from cv_bridge import CvBridge, CvBridgeError
+
+    _BRIDGE: Any = CvBridge()
+except Exception:  # noqa: BLE001  (absent, or PyPI's broken ROS 1 repack)
+    _BRIDGE = None
+    CvBridgeError = ImageConversionError
+
+#: Encodings the node accepts, with bytes per pixel (yuv422 variants pack two pixels in four bytes).
+SUPPORTED_ENCODINGS = {
+    'mono8': 1, 'mono16': 2, 'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4,
+    'yuv422': 2, 'uyvy': 2, 'yuv422_yuy2': 2, 'yuyv': 2,
+}  # fmt: skip
+MAX_SIDE = 16384  # larger declared sizes are treated as corrupt headers
+
+
+class FrameError(ValueError):
+    """A frame that cannot be used; the message says why."""
+
+
+def converter_name() -> str:
+    return 'cv_bridge' if _BRIDGE is not None else 'rosbags-image'
+
+
+def image_to_bgr(msg: Any) -> np.ndarray:
+    """A ``sensor_msgs/Image`` as an (H, W, 3) uint8 BGR array (a copy, safe to keep)."""
+    encoding = msg.encoding.lower()
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise FrameError(f'unsupported encoding {msg.encoding!r}; supported: {", ".join(SUPPORTED_ENCODINGS)}')
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
+        raise FrameError(f'bad frame size {width}x{height}')
+    row = width * SUPPORTED_ENCODINGS[encoding]
+    if step < row:
+        raise FrameError(f'step {step} is smaller than a {encoding} row of {width} pixels ({row} bytes)')
+    data = memoryview(msg.data).cast('B') if not isinstance(msg.data, bytes | bytearray) else msg.data
+    if len(data) < step * height:
+        raise FrameError(f'truncated frame: {len(data)} bytes for {height} rows of {step} bytes')
+    if encoding.startswith(('yuv', 'uyvy', 'yuyv')) and width % 2:
+        raise FrameError(f'{encoding} needs an even width, got {width}')
+    rows = np.frombuffer(data, np.uint8, count=step * height).reshape(height, step)
+    tight = SimpleNamespace(
+        encoding=encoding,
+        height=height,
+        width=width,
+        step=row,
+        is_bigendian=bool(msg.is_bigendian),
+        data=np.ascontiguousarray(rows[:, :row]).tobytes(),
+    )
+    try:
+        if _BRIDGE is not None:
+            tight_msg = type(msg)(
+                encoding=encoding,
+                height=height,
+                width=width,
+                step=row,
+                is_bigendian=tight.is_bigendian,
+                data=tight.data,
+            )
+            frame = _BRIDGE.imgmsg_to_cv2(tight_msg, desired_encoding='bgr8')
+        else:
+            frame = image_to_cvimage(tight, 'bgr8')
+    except (ImageConversionError, ImageFormatError, CvBridgeError, cv2.error) as error:
+        raise FrameError(f'cannot convert {encoding}: {error}') from error
+    return np.ascontiguousarray(frame, dtype=np.uint8)
+
+
+def compressed_to_bgr(msg: Any) -> np.ndarray:
+    """A ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) as an (H, W, 3) uint8 BGR array."""
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    if data.size == 0:
+        raise FrameError('empty compressed frame')
+    frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if frame is None:
+        raise FrameError(f'cannot decode compressed frame ({data.size} bytes, format {msg.format!r})')
+    return frame
