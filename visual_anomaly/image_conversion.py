@@ -13,15 +13,17 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rosbags.image import ImageConversionError, ImageFormatError, image_to_cvimage
 
 try:  # the ROS install's cv_bridge, when it is a working one
     from cv_bridge import CvBridge, CvBridgeError
 
     _BRIDGE: Any = CvBridge()
+    _CONVERSION_ERRORS: tuple[type[Exception], ...] = (CvBridgeError, cv2.error)
 except Exception:  # noqa: BLE001  (absent, or PyPI's broken ROS 1 repack)
+    from rosbags.image import ImageConversionError, ImageFormatError, image_to_cvimage
+
     _BRIDGE = None
-    CvBridgeError = ImageConversionError
+    _CONVERSION_ERRORS = (ImageConversionError, ImageFormatError, cv2.error)
 
 #: Encodings the node accepts, with bytes per pixel (yuv422 variants pack two pixels in four bytes).
 SUPPORTED_ENCODINGS = {
@@ -77,7 +79,7 @@ def image_to_bgr(msg: Any) -> np.ndarray:
             frame = _BRIDGE.imgmsg_to_cv2(tight_msg, desired_encoding='bgr8')
         else:
             frame = image_to_cvimage(tight, 'bgr8')
-    except (ImageConversionError, ImageFormatError, CvBridgeError, cv2.error) as error:
+    except _CONVERSION_ERRORS as error:
         raise FrameError(f'cannot convert {encoding}: {error}') from error
     return np.ascontiguousarray(frame, dtype=np.uint8)
 
