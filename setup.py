@@ -36,6 +36,7 @@ setup(
             'visual-anomaly-demo = visual_anomaly.training.demo:main',
             'visual-anomaly-train = visual_anomaly.training.cli:main',
             'visual-anomaly-node = visual_anomaly.node:main',
+            'visual-anomaly-bag = visual_anomaly.bag_tools:main',
         ],
     },
 )

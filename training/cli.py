@@ -28,6 +28,7 @@ from visual_anomaly.core import (
     AutoencoderConfig,
     BundleError,
     ConvAutoencoder,
+    DetectionResult,
     Detector,
     PreprocessingConfig,
     Preprocessor,
@@ -65,6 +66,7 @@ REPORT_IMAGES = {  # caption -> file name, in report order
     'Most and least anomalous frames': 'heatmaps.png',
     'Inputs and reconstructions': 'reconstructions.png',
     'Training curves': 'training.png',
+    'Score over time': 'timeline.png',  # bag evaluations (visual-anomaly-bag evaluate)
 }
 
 
@@ -110,10 +112,16 @@ def evaluate_frames(
     exposed_classes: tuple[int, ...] = (),
     history: TrainingHistory | None = None,
     extra: Mapping | None = None,
+    extra_images: Mapping[str, Path] | None = None,
+    result: DetectionResult | None = None,
 ) -> dict:
-    """Score 64x64 frames with known classes; write metrics, plots and ``report.md`` into ``out``."""
+    """Score 64x64 frames with known classes; write metrics, plots and ``report.md`` into ``out``.
+
+    ``extra_images`` (caption -> image file in ``out``) are listed in the report after the standard
+    plots; ``result``, when the caller already scored ``frames``, saves scoring them again.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    result = detector.detect_resized(frames)
+    result = detector.detect_resized(frames) if result is None else result
     thresholds = {kind: t.value for kind, t in detector.calibration.thresholds.items()}
     is_anomaly = classes > 0
     metrics = {
@@ -143,6 +151,7 @@ def evaluate_frames(
     if history is not None:
         metrics['history'] = asdict(history)
         images['Training curves'] = plot_training_curves(metrics['history'], out / 'training.png')
+    images.update(extra_images or {})
     write_report(out, title, metrics, images)
     return metrics
 

@@ -18,6 +18,8 @@ from sklearn.metrics import roc_curve
 from visual_anomaly.core import DetectionResult
 from visual_anomaly.core.visualization import error_heatmap, overlay
 
+from .corridor_world import ANOMALY_CLASSES
+
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
@@ -69,6 +71,60 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: Path) -> 
     rates = axes.twinx()
     rates.plot(history['learning_rate'], color='tab:green', alpha=0.5)
     rates.set(ylabel='learning rate', yscale='log')
+    return _save(figure, path)
+
+
+def _anomalous_runs(classes: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) indices of the maximal runs of consecutive frames with a positive class."""
+    positive = np.r_[False, np.asarray(classes) > 0, False]
+    edges = np.flatnonzero(np.diff(positive.astype(np.int8)))
+    return [(int(start), int(stop) - 1) for start, stop in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def plot_score_timeline(
+    times_s: np.ndarray, scores: np.ndarray, threshold: float, classes: np.ndarray, path: Path
+) -> Path:
+    """Decision score over time with the threshold; ground-truth anomalous intervals shaded and named.
+
+    ``times_s`` are seconds (e.g. since the first frame), ``classes`` integer class codes per frame
+    (0 = normal). Each run of consecutive anomalous frames is shaded from half a frame interval before
+    its first frame to half an interval after its last one; frames above the threshold are marked.
+    """
+    times_s = np.asarray(times_s, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    classes = np.asarray(classes)
+    figure, axes = plt.subplots(figsize=(11, 4))
+    gaps = np.diff(times_s)
+    half = 0.5 * float(np.median(gaps)) if gaps.size else 0.5
+    runs = _anomalous_runs(classes)
+    for number, (first, last) in enumerate(runs):
+        axes.axvspan(
+            times_s[first] - half,
+            times_s[last] + half,
+            color='tab:red',
+            alpha=0.15,
+            linewidth=0,
+            label='ground-truth anomaly' if number == 0 else None,
+        )
+        if len(runs) <= 40:  # name the classes while the names stay readable
+            codes = np.unique(classes[first : last + 1])
+            axes.annotate(
+                ', '.join(ANOMALY_CLASSES.get(int(code), str(code)) for code in codes),
+                (0.5 * (times_s[first] + times_s[last]), 1.0),
+                xycoords=('data', 'axes fraction'),
+                ha='center',
+                va='bottom',
+                fontsize=7,
+                color='tab:red',
+                rotation=30,
+            )
+    axes.plot(times_s, scores, color='tab:blue', linewidth=1, label='score')
+    if np.isfinite(threshold):
+        axes.axhline(threshold, color='black', linestyle='--', linewidth=1, label=f'threshold {threshold:.2f}')
+        above = scores > threshold
+        axes.scatter(times_s[above], scores[above], s=8, color='tab:red', zorder=3, label='flagged')
+    axes.set(xlabel='time (s)', ylabel='decision score')
+    axes.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return _save(figure, path)
 
 
