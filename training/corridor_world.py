@@ -820,6 +820,37 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> N
         writer.writerows(rows)
 
 
+_SPLIT_CSV = {
+    'train_set': ('train_frames_envs.csv', ('frame', 'env')),
+    'validation_set': ('validation_frames_envs.csv', ('frame', 'env')),
+    'test_set': ('frames_labels.csv', ('frame', 'label', 'difficulty')),
+    'outliers_set': ('outliers_frames_labels.csv', ('frame', 'label', 'difficulty')),
+}
+
+
+def write_split(
+    root: str | Path,
+    split: str,
+    frames: np.ndarray,
+    infos: Sequence[FrameInfo],
+    seed: int = 0,
+    jpeg_quality: tuple[int, int] = (70, 95),
+) -> Path:
+    """Write RGB ``frames`` as ``root/split/frame_NNNNNN.jpg`` and their CSV in ``root/metadata``."""
+    if split not in _SPLIT_CSV:
+        raise ValueError(f'split must be one of {sorted(_SPLIT_CSV)}, got {split!r}')
+    root = Path(root)
+    names = _write_split(root / split, frames, np.random.default_rng(seed), jpeg_quality)
+    csv_name, header = _SPLIT_CSV[split]
+    fields = {'frame': None, 'env': 'env', 'label': 'label', 'difficulty': 'difficulty'}
+    rows = [
+        (name, *(getattr(info, fields[column]) for column in header[1:]))
+        for name, info in zip(names, infos, strict=True)
+    ]
+    _write_csv(root / 'metadata' / csv_name, header, rows)
+    return root / split
+
+
 def write_hazards_layout(
     root: str | Path,
     n_train: int = 400,
@@ -839,29 +870,15 @@ def write_hazards_layout(
     frames of ``test_classes``, ``outliers_set/`` anomalous frames of ``outlier_classes`` for outlier
     exposure; ``metadata/`` holds the label and environment CSVs in sorted file order.
     """
-    root = Path(root)
-    rng = np.random.default_rng(seed)
     splits = {
         'train_set': (n_train, 0.0, None),
         'validation_set': (n_validation, 0.0, None),
         'test_set': (n_test, test_anomaly_fraction, test_classes),
         'outliers_set': (n_outliers, 1.0, outlier_classes),
     }
-    written: dict[str, tuple[list[str], list[FrameInfo]]] = {}
     for offset, (split, (count, fraction, classes)) in enumerate(splits.items()):
         frames, infos = generate_frames(
             count, seed * 10 + offset + 1, image_size, fraction, classes, world_seed=seed, jpeg_quality=None
         )
-        written[split] = (_write_split(root / split, frames, rng, jpeg_quality), infos)
-    meta = root / 'metadata'
-    for split, csv_name in (('train_set', 'train_frames_envs.csv'), ('validation_set', 'validation_frames_envs.csv')):
-        names, infos = written[split]
-        _write_csv(meta / csv_name, ('frame', 'env'), [(n, i.env) for n, i in zip(names, infos, strict=True)])
-    for split, csv_name in (('test_set', 'frames_labels.csv'), ('outliers_set', 'outliers_frames_labels.csv')):
-        names, infos = written[split]
-        _write_csv(
-            meta / csv_name,
-            ('frame', 'label', 'difficulty'),
-            [(n, i.label, i.difficulty) for n, i in zip(names, infos, strict=True)],
-        )
-    return root
+        write_split(root, split, frames, infos, seed * 10 + offset, jpeg_quality)
+    return Path(root)

@@ -1,8 +1,10 @@
-"""The README's main job: train a detector on generated corridor frames and evaluate it.
+"""The README's main job: the whole product on a synthetic patrol.
 
-It generates a synthetic corridor world, trains the autoencoder on normal frames, calibrates
-the threshold on held-out normal frames, scores a test stream with normal and anomalous
-frames, writes error heatmaps and a model bundle, and prints ROC-AUC and F1.
+It generates a patrol of a ground robot through corridors with anomalies in them, records it as
+a rosbag2, scores the bag offline with the detector core (report, plots, overlay video), then
+starts the real node as a process, replays the bag into it through DDS and reports what the
+node said: ROC-AUC, F1 at the threshold, frames processed, latency and dropped frames. It uses
+the default model shipped with the package, or trains a small one first with ``--train``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import random
+import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from visual_anomaly.bag_tools import dataset_to_bag, evaluate_bag
 from visual_anomaly.core import (
     AutoencoderConfig,
     ConvAutoencoder,
@@ -25,132 +30,132 @@ from visual_anomaly.core import (
     resize_frames,
     save_bundle,
 )
-from visual_anomaly.core.visualization import error_heatmap, overlay
+from visual_anomaly.live_replay import replay_bag
+from visual_anomaly.node import default_model_path
 
 from .autoencoder import TrainConfig, fit_autoencoder
-from .corridor_world import ANOMALY_CLASSES, generate_frames
-from .metrics import detection_metrics, per_class_roc_auc
-
-HEATMAP_GAIN = 8.0  # error heatmaps saturate at this multiple of the typical normal MSE
-SHEET_TILE = 256  # pixels per frame in the heatmap sheet
+from .corridor_world import CorridorWorld, FrameInfo, generate_frames, write_split
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='visual-anomaly-demo',
-        description='Train a visual anomaly detector on a generated corridor world, calibrate its '
-        'threshold and evaluate it on a stream with inserted anomalies (boxes, cables, people, '
-        'water, ...). Writes a model bundle, metrics and error heatmaps to --out.',
+        description='Show the visual anomaly detector end to end on a synthetic robot patrol: generate the patrol, '
+        'record it as a rosbag2, evaluate the bag offline, then replay it through DDS into the running node and '
+        'report detection quality, latency and dropped frames.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument('--out', type=Path, default=Path('runs/demo'), help='output folder')
-    parser.add_argument('--train-frames', type=int, default=1500, help='normal training frames')
-    parser.add_argument('--val-frames', type=int, default=300, help='normal calibration frames')
-    parser.add_argument('--test-frames', type=int, default=600, help='test frames (normal and anomalous)')
-    parser.add_argument('--anomaly-fraction', type=float, default=0.3, help='share of anomalous test frames')
-    parser.add_argument('--render-size', type=int, default=128, help='side of the generated frames, pixels')
-    parser.add_argument('--environments', type=int, default=4, help='number of distinct corridors')
-    parser.add_argument('--epochs', type=int, default=15, help='maximum training epochs')
-    parser.add_argument('--base-channels', type=int, default=16, help='autoencoder width F (128 = published)')
-    parser.add_argument('--fpr', type=float, default=0.01, help='target false-positive rate of the threshold')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    parser.add_argument('--seed', type=int, default=0, help='seed of data generation and training')
-    parser.add_argument('--heatmaps', type=int, default=16, help='number of test frames drawn in the heatmap sheet')
+    parser.add_argument('--model', type=Path, help='model bundle (default: the model shipped with the package)')
+    parser.add_argument('--train', action='store_true', help='train a small model on generated corridors first')
+    parser.add_argument('--frames', type=int, default=600, help='patrol length in frames')
+    parser.add_argument('--camera-rate', type=float, default=10.0, help='camera frame rate of the patrol, Hz')
+    parser.add_argument('--replay-speed', type=float, default=2.0, help='replay at this multiple of real time')
+    parser.add_argument('--anomaly-rate', type=float, default=0.3, help='share of frames showing an anomaly')
+    parser.add_argument('--render-size', type=int, default=256, help='side of the camera frames, pixels')
+    parser.add_argument('--device', default='cpu', help='device of the node and evaluation: auto, cpu, cuda:N')
+    parser.add_argument('--seed', type=int, default=1, help='seed of the patrol')
     return parser
 
 
-def _heatmap_sheet(frames: np.ndarray, result, order: np.ndarray, labels: np.ndarray, error_scale: float) -> np.ndarray:
-    """Rows of [frame | heatmap overlay] for the frames in ``order`` (BGR)."""
-    tiles = []
-    for index in order:
-        frame_bgr = cv2.resize(cv2.cvtColor(frames[index], cv2.COLOR_RGB2BGR), (SHEET_TILE, SHEET_TILE))
-        heatmap = error_heatmap(result.error_map[index], error_scale, frame_bgr.shape[1::-1])
-        name = ANOMALY_CLASSES[int(labels[index])]
-        verdict = 'ANOMALY' if result.is_anomaly[index] else 'normal'
-        label = f'{verdict} {result.score[index]:.1f} ({name})'
-        tiles.append(np.hstack([frame_bgr, overlay(frame_bgr, heatmap, 0.5, label, bool(result.is_anomaly[index]))]))
-    columns = 2
-    while len(tiles) % columns:
-        tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
-    return np.vstack(rows)
+def train_small_model(out: Path, seed: int = 0, device: str = 'auto') -> Path:
+    """Train an F=16 autoencoder on 1,500 generated corridor frames and calibrate it at 1% FPR."""
+    normal, _ = generate_frames(1800, seed=2 * seed + 1, image_size=128, world_seed=0)
+    small = resize_frames(normal, 'rgb', 64)
+    model = ConvAutoencoder(AutoencoderConfig(base_channels=16))
+    config = TrainConfig(epochs=15, seed=seed, device=device, lr_patience=3, early_stopping_patience=6)
+    history = fit_autoencoder(model, small[:1500], small[1500:], Preprocessor(PreprocessingConfig()), config)
+    detector = Detector(model, device=device)
+    detector.calibrate(small[1500:], fpr=0.01)
+    provenance = {
+        'trained_on': 'synthetic corridor world (demo --train)',
+        'seed': seed,
+        'train_frames': 1500,
+        'best_epoch': history.best_epoch,
+    }
+    return save_bundle(out / 'model.pt', detector, provenance)
+
+
+def generate_patrol(root: Path, frames: int, anomaly_rate: float, size: int, seed: int) -> list[FrameInfo]:
+    """A patrol through the four corridors of the default model's world, written as a test split."""
+    world = CorridorWorld(seed=0, image_size=size)
+    rng = np.random.default_rng(seed)
+    parts = [
+        world.patrol(frames // 4 + (i < frames % 4), rng, anomaly_rate, env=i, speed_m_per_frame=0.08) for i in range(4)
+    ]
+    images = np.concatenate([p[0] for p in parts])
+    infos = [info for p in parts for info in p[1]]
+    write_split(root, 'test_set', images, infos, seed)
+    return infos
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Run the demo and return its metrics."""
     started = time.perf_counter()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    preprocessing = PreprocessingConfig()
-    size = preprocessing.image_size
+    # A private DDS domain unless the user chose one: the demo must not talk to a robot nearby.
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(0, 101)))
+    if args.train:
+        print('[0/4] training a small model on generated corridors (--train)')
+        model = train_small_model(out, device=args.device)
+    else:
+        model = args.model or Path(default_model_path())
+    if not model.is_file():
+        raise FileNotFoundError(f'{model}: model bundle not found (train one with --train)')
 
-    print(f'[1/4] generating {args.train_frames + args.val_frames} normal and {args.test_frames} test frames')
-    world = {'world_seed': args.seed, 'image_size': args.render_size, 'n_environments': args.environments}
-    normal, _ = generate_frames(args.train_frames + args.val_frames, seed=2 * args.seed + 1, **world)
-    test_frames, test_info = generate_frames(
-        args.test_frames, seed=2 * args.seed + 2, anomaly_fraction=args.anomaly_fraction, **world
-    )
-    normal_small = resize_frames(normal, 'rgb', size)
-    train, val = normal_small[: args.train_frames], normal_small[args.train_frames :]
-    test_labels = np.array([info.label for info in test_info])
+    print(f'[1/4] generating a {args.frames}-frame patrol with anomalies ({args.anomaly_rate:.0%} of frames)')
+    infos = generate_patrol(out / 'patrol', args.frames, args.anomaly_rate, args.render_size, args.seed)
+    print(f'[2/4] recording it as a rosbag2 at {args.camera_rate:g} Hz')
+    bag = dataset_to_bag(out / 'patrol', out / 'patrol_bag', split='test', rate_hz=args.camera_rate, progress=False)
+    print('[3/4] scoring the bag offline with the detector core')
+    offline = evaluate_bag(model, bag, out / 'offline', device=args.device, video=out / 'overlay.mp4', progress=False)
+    print(f'[4/4] replaying the bag at {args.replay_speed:g}x through DDS into the node (a separate process)')
+    live = replay_bag(bag, out / 'live', model=str(model), rate=args.replay_speed, device=args.device)
 
-    print(f'[2/4] training the autoencoder (F={args.base_channels}) on {len(train)} frames')
-    model = ConvAutoencoder(AutoencoderConfig(base_channels=args.base_channels))
-    config = TrainConfig(
-        epochs=args.epochs, seed=args.seed, device=args.device, lr_patience=3, early_stopping_patience=6
-    )
-    history = fit_autoencoder(model, train, val, Preprocessor(preprocessing), config)
-
-    print(f'[3/4] calibrating the threshold at {args.fpr:.1%} false positives on {len(val)} held-out frames')
-    detector = Detector(model, preprocessing, device=args.device)
-    detector.calibrate(val, fpr=args.fpr)
-    bundle = save_bundle(
-        out / 'model.pt',
-        detector,
-        {
-            'trained_on': 'synthetic corridor world (demo)',
-            'seed': args.seed,
-            'train_frames': len(train),
-            'epochs_run': len(history.val_loss),
-            'best_epoch': history.best_epoch,
-        },
-    )
-
-    print(f'[4/4] scoring {len(test_frames)} test frames')
-    result = detector.detect(test_frames)
-    metrics = detection_metrics(result.score, test_labels > 0, detector.threshold_)
-    metrics['decision_score'] = detector.decision_score
-    metrics['per_class_roc_auc'] = per_class_roc_auc(result.score, test_labels, ANOMALY_CLASSES)
-    baseline = result.scores['reconstruction']  # the published frame-wide MSE, for comparison
-    metrics['frame_mse_roc_auc'] = detection_metrics(baseline, test_labels > 0, float('inf'))['roc_auc']
-    metrics['seconds'] = round(time.perf_counter() - started, 1)
-    (out / 'metrics.json').write_text(json.dumps(metrics, indent=2))
-
-    ranked = np.argsort(-result.score)
-    half = max(1, args.heatmaps // 2)
-    shown = np.r_[ranked[:half], ranked[-half:]]
-    sheet = _heatmap_sheet(test_frames, result, shown, test_labels, HEATMAP_GAIN * detector.typical_normal_mse)
-    cv2.imwrite(str(out / 'heatmaps.png'), sheet)
-
+    detection, counters = live['detection'], live['node_counters']
+    latency, processing = live['end_to_end_ms'], live['processing_ms']
+    summary = {
+        'model': str(model),
+        'frames': len(infos),
+        'anomalous_frames': sum(info.label > 0 for info in infos),
+        'offline_roc_auc': offline['evaluation'][offline['decision_score']]['overall']['roc_auc'],
+        'live': live,
+        'seconds': round(time.perf_counter() - started, 1),
+    }
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     print()
+    print(f'model: {model}')
     print(
-        f'{detector.decision_score} score: ROC-AUC {metrics["roc_auc"]:.3f}   PR-AUC {metrics["pr_auc"]:.3f}   '
-        f'F1 {metrics["f1"]:.3f} (precision {metrics["precision"]:.3f}, recall {metrics["recall"]:.3f}) '
-        f'at threshold {detector.threshold_:.2f}, false-positive rate {metrics["false_positive_rate"]:.3f}'
+        f'live replay: ROC-AUC {detection["roc_auc"]:.3f}, F1 {detection["f1"]:.3f} at threshold '
+        f'{detection["threshold"]:.2f} (precision {detection["precision"]:.3f}, recall {detection["recall"]:.3f}); '
+        f'offline ROC-AUC {summary["offline_roc_auc"]:.3f}'
     )
-    print(f'(the published frame-wide MSE score reaches ROC-AUC {metrics["frame_mse_roc_auc"]:.3f} on the same frames)')
-    print('per-class ROC-AUC: ' + ', '.join(f'{k} {v:.2f}' for k, v in metrics['per_class_roc_auc'].items()))
-    print(f'model bundle: {bundle}')
-    print(f'metrics:      {out / "metrics.json"}')
-    print(f'heatmaps:     {out / "heatmaps.png"} (most and least anomalous test frames)')
-    print(f'done in {metrics["seconds"]} s')
-    return metrics
+    print(
+        f'frames: {live["frames_published"]} published, {counters.get("processed", 0)} processed, '
+        f'{counters.get("dropped", 0)} dropped, {counters.get("rejected", 0)} rejected, '
+        f'{live["frames_unaccounted"]} unaccounted'
+    )
+    if latency:
+        print(
+            f'latency: end to end p50 {latency["p50"]:.1f} ms, p99 {latency["p99"]:.1f} ms, max '
+            f'{latency["max"]:.1f} ms; node processing p50 {processing.get("p50", float("nan")):.1f} ms'
+        )
+    print(f'report:  {out / "offline" / "report.md"}')
+    print(f'plots:   {out / "offline"}/*.png, {out / "live" / "live_timeline.png"}')
+    print(f'video:   {out / "overlay.mp4"}')
+    print(f'summary: {out / "summary.json"} ({summary["seconds"]} s)')
+    return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    run(_parser().parse_args(argv))
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        run(_parser().parse_args(argv))
+    except (FileNotFoundError, ValueError, TimeoutError) as error:
+        print(f'visual-anomaly-demo: {error}', file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
