@@ -19,7 +19,7 @@ def saved(tmp_path, small_detector, frames64):
 
 def test_round_trip_gives_identical_scores(saved, frames64):
     path, original = saved
-    loaded = load_bundle(path, device='cpu')
+    loaded = load_bundle(path, device='cpu', backend='torch')
     before, after = original.detect(frames64), loaded.detect(frames64)
     for kind in ('reconstruction', 'local', 'oe', 'fused'):
         np.testing.assert_array_equal(before.scores[kind], after.scores[kind])
@@ -41,9 +41,29 @@ def test_bundle_without_oe_head_round_trips(tmp_path, frames64):
     from visual_anomaly.core import AutoencoderConfig, ConvAutoencoder, Detector
 
     detector = Detector(ConvAutoencoder(AutoencoderConfig(base_channels=8)), device='cpu')
-    loaded = load_bundle(save_bundle(tmp_path / 'ae.pt', detector), 'cpu')
+    loaded = load_bundle(save_bundle(tmp_path / 'ae.pt', detector), 'cpu', backend='torch')
     assert loaded.oe_head is None
     np.testing.assert_array_equal(loaded.detect(frames64).mse, detector.detect(frames64).mse)
+
+
+def test_onnxruntime_backend_scores_like_torch(saved, frames64):
+    path, _ = saved
+    eager = load_bundle(path, 'cpu', backend='torch')
+    onnx = load_bundle(path, 'cpu', backend='onnxruntime')
+    assert load_bundle(path, 'cpu').backend == 'onnxruntime'  # the default wherever it is installed
+    expected = eager.detect(frames64)
+    for batch in (frames64[:1], frames64):  # batch size 1 (a camera node) and a full batch
+        got = onnx.detect(batch)
+        count = len(batch)
+        np.testing.assert_allclose(got.mse, expected.mse[:count], rtol=1e-4)
+        np.testing.assert_allclose(got.embedding, expected.embedding[:count], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.error_map, expected.error_map[:count], rtol=1e-4, atol=1e-6)
+        for kind in SCORE_KINDS:  # raw scores (log MSE, logit) within 1e-4; this untrained model's scale is tiny
+            scale = eager.calibration.normalizers.get(kind, eager.calibration.normalizers['local']).scale
+            np.testing.assert_allclose(got.scores[kind] * scale, expected.scores[kind][:count] * scale, atol=1e-4)
+        np.testing.assert_array_equal(got.is_anomaly, expected.is_anomaly[:count])
+    with pytest.raises(ValueError, match='backend'):
+        load_bundle(path, 'cpu', backend='tensorrt')
 
 
 def test_missing_file(tmp_path):

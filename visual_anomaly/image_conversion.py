@@ -41,8 +41,19 @@ def converter_name() -> str:
     return 'cv_bridge' if _BRIDGE is not None else 'rosbags-image'
 
 
-def image_to_bgr(msg: Any) -> np.ndarray:
-    """A ``sensor_msgs/Image`` as an (H, W, 3) uint8 BGR array (a copy, safe to keep)."""
+#: 8-bit encodings whose pixels the detector reads in place: encoding -> (channels, colour order).
+DIRECT_ENCODINGS = {
+    'mono8': (1, 'mono'),
+    'rgb8': (3, 'rgb'),
+    'bgr8': (3, 'bgr'),
+    'rgba8': (4, 'rgba'),
+    'bgra8': (4, 'bgra'),
+}
+_TO_BGR = {'mono': cv2.COLOR_GRAY2BGR, 'rgb': cv2.COLOR_RGB2BGR, 'rgba': cv2.COLOR_RGBA2BGR, 'bgra': cv2.COLOR_BGRA2BGR}
+
+
+def _checked_rows(msg: Any) -> tuple[np.ndarray, str, int, int]:
+    """(rows as a (height, step) uint8 view, encoding, width, bytes per row), after every consistency check."""
     encoding = msg.encoding.lower()
     if encoding not in SUPPORTED_ENCODINGS:
         raise FrameError(f'unsupported encoding {msg.encoding!r}; supported: {", ".join(SUPPORTED_ENCODINGS)}')
@@ -57,10 +68,41 @@ def image_to_bgr(msg: Any) -> np.ndarray:
         raise FrameError(f'truncated frame: {len(data)} bytes for {height} rows of {step} bytes')
     if encoding.startswith(('yuv', 'uyvy', 'yuyv')) and width % 2:
         raise FrameError(f'{encoding} needs an even width, got {width}')
-    rows = np.frombuffer(data, np.uint8, count=step * height).reshape(height, step)
+    return np.frombuffer(data, np.uint8, count=step * height).reshape(height, step), encoding, width, row
+
+
+def image_to_array(msg: Any) -> tuple[np.ndarray, str]:
+    """A ``sensor_msgs/Image`` as (uint8 array, colour order) for the detector, without copying where possible.
+
+    8-bit mono, RGB, BGR, RGBA and BGRA frames come back as a view of the message's own bytes
+    (row padding skipped by strides), so the only work left is the detector's resize; other
+    encodings are converted to BGR. The view is valid while ``msg`` is.
+    """
+    rows, encoding, width, row = _checked_rows(msg)
+    if encoding in DIRECT_ENCODINGS:
+        channels, order = DIRECT_ENCODINGS[encoding]
+        pixels = rows[:, :row].reshape(len(rows), width, channels)
+        return (pixels[:, :, 0] if channels == 1 else pixels), order
+    return _convert(rows, encoding, width, row, msg), 'bgr'
+
+
+def image_to_bgr(msg: Any) -> np.ndarray:
+    """A ``sensor_msgs/Image`` as an (H, W, 3) uint8 BGR array (a copy, safe to keep)."""
+    return to_bgr(*image_to_array(msg))
+
+
+def to_bgr(pixels: np.ndarray, color_order: str) -> np.ndarray:
+    """A contiguous BGR copy of ``pixels`` given in ``color_order`` (mono, rgb, bgr, rgba or bgra)."""
+    if color_order == 'bgr':
+        return np.array(pixels)
+    return cv2.cvtColor(np.ascontiguousarray(pixels), _TO_BGR[color_order])
+
+
+def _convert(rows: np.ndarray, encoding: str, width: int, row: int, msg: Any) -> np.ndarray:
+    """Convert a checked 16-bit or YUV frame to BGR with cv_bridge or rosbags-image."""
     tight = SimpleNamespace(
         encoding=encoding,
-        height=height,
+        height=len(rows),
         width=width,
         step=row,
         is_bigendian=bool(msg.is_bigendian),
@@ -70,7 +112,7 @@ def image_to_bgr(msg: Any) -> np.ndarray:
         if _BRIDGE is not None:
             tight_msg = type(msg)(
                 encoding=encoding,
-                height=height,
+                height=tight.height,
                 width=width,
                 step=row,
                 is_bigendian=tight.is_bigendian,

@@ -64,8 +64,12 @@ def read_bundle_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return _read_payload(Path(path))[1]
 
 
-def load_bundle(path: str | os.PathLike, device: str | torch.device = 'auto') -> Detector:
-    """Build a :class:`Detector` from a bundle file; raises :class:`BundleError` on any problem."""
+def load_bundle(path: str | os.PathLike, device: str | torch.device = 'auto', backend: str = 'auto') -> Detector:
+    """Build a :class:`Detector` from a bundle file; raises :class:`BundleError` on any problem.
+
+    ``backend='auto'`` scores with ONNX Runtime on the CPU when it is installed (several times
+    faster for these small networks), else with eager PyTorch; see :class:`Detector`.
+    """
     path = Path(path)
     payload, metadata = _read_payload(path)
     try:
@@ -83,7 +87,7 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = 'auto') ->
         decision_score = metadata['decision_score']
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise BundleError(f'{path}: inconsistent model bundle ({error})') from error
-    return Detector(autoencoder, preprocessing, oe_head, calibration, decision_score, device)
+    return Detector(autoencoder, preprocessing, oe_head, calibration, decision_score, device, backend=backend)
 
 
 def _read_payload(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

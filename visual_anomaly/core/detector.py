@@ -14,6 +14,10 @@ validation scores once calibrated:
 Without an OE head the detector decides on ``local``; with one, on ``fused``.
 
 A frame is anomalous when its decision score is greater than the threshold.
+
+All network math (normalization, autoencoder, error map, local window, OE head) lives in one
+module, :class:`ScoringGraph`, run eagerly by PyTorch or, with ``backend='onnxruntime'``,
+exported once to ONNX Runtime, which runs this small network several times faster on a CPU.
 """
 
 from __future__ import annotations
@@ -24,15 +28,45 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from . import onnx_backend
 from .device import resolve_device
 from .preprocessing import PreprocessingConfig, Preprocessor, resize_frames
 from .thresholds import ScoreNormalizer, Threshold, threshold_at_fpr, threshold_best_f1
 from .torch_model import ConvAutoencoder, OutlierExposureHead
 
 SCORE_KINDS = ('reconstruction', 'local', 'oe', 'fused')
+BACKENDS = ('torch', 'onnxruntime', 'auto')
 LOCAL_WINDOW = 5  # pixels of the 64x64 error map averaged by the local score
 OE_GATE = 3.0  # normalized OE scores above this (robust standard units) raise the fused score
 _MSE_FLOOR = 1e-12
+
+
+class ScoringGraph(torch.nn.Module):
+    """uint8 (N, S, S, 3) RGB frames -> the raw outputs every score is computed from."""
+
+    def __init__(
+        self, autoencoder: ConvAutoencoder, preprocessor: Preprocessor, oe_head: OutlierExposureHead | None
+    ) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.preprocessor = preprocessor
+        self.oe_head = oe_head
+        # the local window's mean as two 1-D convolutions: the same numbers, several times faster
+        self.register_buffer('row_mean', torch.full((1, 1, 1, LOCAL_WINDOW), 1.0 / LOCAL_WINDOW))
+        self.register_buffer('column_mean', torch.full((1, 1, LOCAL_WINDOW, 1), 1.0 / LOCAL_WINDOW))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return ('mse', 'local_peak', 'error_map', 'embedding') + (('oe_logit',) if self.oe_head is not None else ())
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        images = self.preprocessor.normalize_tensor(frames)
+        reconstruction, embedding = self.autoencoder(images)
+        error_map = (reconstruction - images).square().mean(dim=1)
+        conv2d = torch.nn.functional.conv2d
+        window = conv2d(conv2d(error_map[:, None], self.row_mean), self.column_mean)
+        outputs = (error_map.mean(dim=(1, 2)), window.amax(dim=(1, 2, 3)), error_map, embedding)
+        return outputs + ((self.oe_head(embedding),) if self.oe_head is not None else ())
 
 
 @dataclass
@@ -71,8 +105,14 @@ class Detector:
         calibration: Calibration | None = None,
         decision_score: str | None = None,
         device: str | torch.device = 'auto',
-        batch_size: int = 256,
+        batch_size: int = 64,
+        backend: str = 'torch',
     ) -> None:
+        """``backend``: ``torch`` (eager), ``onnxruntime`` (CPU; the weights are exported at the
+        first scoring, so use it for a trained model), or ``auto`` (onnxruntime when installed and
+        the device is the CPU)."""
+        if backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
         self.device = resolve_device(device)
         self.autoencoder = autoencoder.to(self.device).eval()
         self.oe_head = oe_head.to(self.device).eval() if oe_head is not None else None
@@ -82,6 +122,13 @@ class Detector:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         self.batch_size = batch_size
         self.decision_score = decision_score or ('fused' if self.oe_head is not None else 'local')
+        if backend == 'auto':
+            backend = 'onnxruntime' if self.device.type == 'cpu' and onnx_backend.available() else 'torch'
+        if backend == 'onnxruntime' and self.device.type != 'cpu':
+            raise ValueError(f'the onnxruntime backend runs on the CPU, not on {self.device}')
+        self.backend = backend
+        self._graph = ScoringGraph(self.autoencoder, self.preprocessor, self.oe_head).to(self.device)
+        self._onnx: onnx_backend.OnnxScorer | None = None
 
     # -- configuration -------------------------------------------------------------------
 
@@ -115,6 +162,8 @@ class Detector:
         """Attach a trained outlier-exposure head and decide on the fused score; recalibrate afterwards."""
         self.oe_head = head.to(self.device).eval()
         self.decision_score = 'fused'
+        self._graph = ScoringGraph(self.autoencoder, self.preprocessor, self.oe_head).to(self.device)
+        self._onnx = None
 
     def set_threshold(self, value: float, kind: str | None = None) -> None:
         """Override the threshold of ``kind`` (default: the decision score) by hand."""
@@ -125,21 +174,16 @@ class Detector:
 
     # -- scoring ---------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def _forward(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
-        images = self.preprocessor.normalize(batch_uint8, self.device)
-        reconstruction, embedding = self.autoencoder(images)
-        error_map = (reconstruction - images).square_().mean(dim=1)
-        window = torch.nn.functional.avg_pool2d(error_map[:, None], LOCAL_WINDOW, stride=1)
-        out = {
-            'mse': error_map.mean(dim=(1, 2)),
-            'local_peak': window.amax(dim=(1, 2, 3)),
-            'error_map': error_map,
-            'embedding': embedding,
-        }
-        if self.oe_head is not None:
-            out['oe_logit'] = self.oe_head(embedding)
-        return {key: value.float().cpu().numpy() for key, value in out.items()}
+        if self.backend == 'onnxruntime':
+            if self._onnx is None:
+                self._onnx = onnx_backend.OnnxScorer(self._graph, self.preprocessor.config.image_size)
+            return self._onnx(batch_uint8)
+        frames = self.preprocessor.checked_tensor(batch_uint8, self.device)
+        with torch.inference_mode():
+            outputs = self._graph(frames)
+        names = self._graph.output_names
+        return {name: value.float().cpu().numpy() for name, value in zip(names, outputs, strict=True)}
 
     def _forward_all(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
         chunks = [

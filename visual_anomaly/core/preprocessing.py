@@ -83,15 +83,24 @@ class Preprocessor:
 
     def normalize(self, batch: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
         """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 on ``device``."""
+        return self.normalize_tensor(self.checked_tensor(batch, device))
+
+    @staticmethod
+    def checked_tensor(batch: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """An (N, H, W, 3) uint8 batch as a tensor on ``device``; anything else is a ValueError."""
         if isinstance(batch, np.ndarray) and not batch.flags.writeable:  # e.g. a read-only frame cache
             batch = batch.copy()
         tensor = torch.as_tensor(batch, device=device)
         if tensor.dtype != torch.uint8 or tensor.ndim != 4 or tensor.shape[-1] != 3:
             raise ValueError(f'expected an (N, H, W, 3) uint8 batch, got {tuple(tensor.shape)} {tensor.dtype}')
-        images = tensor.permute(0, 3, 1, 2).float().div_(255.0)
+        return tensor
+
+    def normalize_tensor(self, frames: torch.Tensor) -> torch.Tensor:
+        """The normalization alone, on a checked (N, H, W, 3) uint8 tensor (also exported to ONNX)."""
+        images = frames.permute(0, 3, 1, 2).float() / 255.0
         if self.config.normalization == 'standardize':
             mean = images.mean(dim=(2, 3), keepdim=True)
-            std = images.std(dim=(2, 3), keepdim=True, correction=0)
+            std = (images - mean).square().mean(dim=(2, 3), keepdim=True).sqrt()
             images = (images - mean) / (std + STANDARDIZE_EPS)
         return images.contiguous()
 
