@@ -29,7 +29,7 @@ from visualization_msgs.msg import Marker
 
 from .core import SCORE_KINDS, BundleError, Detector, load_bundle
 from .core.visualization import COLORMAPS, error_heatmap, overlay
-from .image_conversion import FrameError, compressed_to_bgr, converter_name, image_to_bgr
+from .image_conversion import FrameError, compressed_to_bgr, converter_name, image_to_array, to_bgr
 
 HEATMAP_GAIN = 8.0  # heatmaps saturate at this multiple of the typical normal reconstruction error
 WARN_THROTTLE_S = 5.0
@@ -66,11 +66,13 @@ class AnomalyDetectorNode(Node):
         self._worker: threading.Thread | None = None
         self._stopping = False
         p = self._declare_parameters()
-        self.detector: Detector = load_bundle(p['model_path'] or default_model_path(), p['device'])
+        self.detector: Detector = load_bundle(p['model_path'] or default_model_path(), p['device'], p['backend'])
         if p['decision_score']:
             self.detector.decision_score = p['decision_score']
         if math.isfinite(p['threshold']):
             self.detector.set_threshold(p['threshold'])
+        size = self.detector.preprocessor.config.image_size
+        self.detector.detect_resized(np.zeros((1, size, size, 3), np.uint8))  # build the backend now, not at frame 1
         self._settings = p
         self._history: deque[bool] = deque(maxlen=p['smoothing_window'])
         self._pending = None
@@ -118,6 +120,10 @@ class AnomalyDetectorNode(Node):
                 _describe('Model bundle (.pt); empty = the default model shipped with the package', read_only=True),
             ),
             'device': ('auto', _describe('auto (CUDA when available), cpu, cuda or cuda:N', read_only=True)),
+            'backend': (
+                'auto',
+                _describe('auto (ONNX Runtime on the CPU when installed, else PyTorch), torch or onnxruntime', True),
+            ),
             'decision_score': (
                 '',
                 _describe(
@@ -250,9 +256,12 @@ class AnomalyDetectorNode(Node):
         self.get_logger().warning(f'frame rejected: {reason}', throttle_duration_sec=WARN_THROTTLE_S)
 
     def _process(self, msg, arrived: float) -> None:
-        frame = compressed_to_bgr(msg) if isinstance(msg, CompressedImage) else image_to_bgr(msg)
+        if isinstance(msg, CompressedImage):
+            pixels, order = compressed_to_bgr(msg), 'bgr'
+        else:
+            pixels, order = image_to_array(msg)  # a view of the message: no full-size copy to score it
         with self._model_lock:
-            result = self.detector.detect_one(frame, color_order='bgr')
+            result = self.detector.detect_one(pixels, color_order=order)
             settings = self._settings
         raw_flag = bool(result.is_anomaly[0])
         self._history.append(raw_flag)
@@ -269,16 +278,15 @@ class AnomalyDetectorNode(Node):
             heat = error_heatmap(
                 result.error_map[0],
                 HEATMAP_GAIN * self.detector.typical_normal_mse,
-                (size, size) if size else frame.shape[1::-1],
+                (size, size) if size else pixels.shape[1::-1],
                 settings['heatmap_colormap'],
             )
             if want_heatmap:
                 self._heatmap_pub.publish(_bgr_message(heat, msg.header))
             if want_overlay:
                 label = f'{"ANOMALY" if flag else "normal"} {score:.2f} / {threshold:.2f}'
-                self._overlay_pub.publish(
-                    _bgr_message(overlay(frame, heat, settings['overlay_alpha'], label, flag), msg.header)
-                )
+                blended = overlay(to_bgr(pixels, order), heat, settings['overlay_alpha'], label, flag)
+                self._overlay_pub.publish(_bgr_message(blended, msg.header))
         if self._marker_pub is not None:
             self._marker_pub.publish(_state_marker(msg.header, flag, score))
         with self._lock:
@@ -337,6 +345,7 @@ class AnomalyDetectorNode(Node):
         values = {
             'model': self._settings['model_path'] or default_model_path(),
             'device': str(self.detector.device),
+            'backend': self.detector.backend,
             'decision score': self.detector.decision_score,
             'threshold': f'{self.detector.threshold_:.4f}',
             'input rate (Hz)': f'{rate:.1f}',
@@ -396,10 +405,17 @@ def main(args: list[str] | None = None) -> int:
         print(f'visual_anomaly: cannot start: {error}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        return 0  # SIGINT or SIGTERM arrived while the node was starting
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():  # a real failure, not the context going away under a signal
+            raise
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
