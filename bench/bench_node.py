@@ -1,0 +1,157 @@
+"""Node latency: processing time per frame in the node, and end to end over DDS.
+
+    python bench/bench_node.py            # writes bench/results/node.json and prints tables
+    python bench/bench_node.py --quick    # 300 frames per case, fewer rates
+
+* processing: the node's frame path (message conversion, scoring, every publish) timed from its
+  entry to the last publish, >= 2,000 frames of 640x480 rgb8 and of 1280x720 bgr8, without and
+  with heatmap and overlay subscribers (those outputs are only computed when someone listens);
+* end to end: the node as its own process, frames published over DDS (reliable QoS) at rising
+  rates; latency from publishing a frame to receiving its flag, and the highest rate at which
+  the node answered every frame without dropping any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import rclpy
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import corridor_frames, percentiles_ms, table, write_results  # noqa: E402
+
+from visual_anomaly.live_replay import RELIABLE, OutputRecorder, start_node_process  # noqa: E402
+from visual_anomaly.node import AnomalyDetectorNode  # noqa: E402
+
+CASES = (('640x480 rgb8', 640, 480, 'rgb8'), ('1280x720 bgr8', 1280, 720, 'bgr8'))
+RATES_HZ = (15, 30, 60, 100, 150, 200, 300)
+
+
+def image_messages(width: int, height: int, encoding: str, count: int = 32) -> list[Image]:
+    """Camera messages of corridor frames (some with anomalies) at the given size and encoding."""
+    messages = []
+    for frame in corridor_frames(count, 512):
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+        if encoding == 'bgr8':
+            frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        msg = Image(height=height, width=width, encoding=encoding, step=width * 3)
+        msg.data = frame.tobytes()
+        msg.header.frame_id = 'camera'
+        messages.append(msg)
+    return messages
+
+
+def processing_latency(frames: int, backend: str) -> dict:
+    """Time the node's frame path in this process, per input case, without and with output subscribers."""
+    overrides = [Parameter('device', value='cpu'), Parameter('backend', value=backend)]
+    node = AnomalyDetectorNode(parameter_overrides=overrides)
+    listener = rclpy.create_node('bench_listener')
+    results, rows = {}, []
+    try:
+        for listening in (False, True):
+            if listening:
+                for topic in ('/visual_anomaly/heatmap', '/visual_anomaly/overlay'):
+                    listener.create_subscription(Image, topic, lambda msg: None, 2)
+                deadline = time.monotonic() + 10
+                while node._overlay_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            for name, width, height, encoding in CASES:
+                messages = image_messages(width, height, encoding)
+                durations = []
+                for i in range(frames + 20):
+                    start = time.perf_counter()
+                    node._process(messages[i % len(messages)], time.monotonic())
+                    if i >= 20:  # warm-up
+                        durations.append(time.perf_counter() - start)
+                key = f'{name}{" + heatmap, overlay" if listening else ""}'
+                results[key] = percentiles_ms(durations)
+                rows.append([key, *(f'{results[key][q]:.2f}' for q in ('p50', 'p99', 'max')), len(durations)])
+    finally:
+        listener.destroy_node()
+        node.destroy_node()
+    print(table(rows, ['input', 'p50 ms', 'p99 ms', 'max ms', 'frames']))
+    return results
+
+
+def end_to_end(rates: tuple[int, ...], frames_per_rate: int) -> dict:
+    """Publish 640x480 rgb8 frames over DDS into a node process at each rate; latency and drops."""
+    messages = image_messages(640, 480, 'rgb8')
+    recorder = OutputRecorder()
+    process = start_node_process(None, '/bench/image', False, 'cpu')
+    publisher = recorder.node.create_publisher(Image, '/bench/image', RELIABLE)
+    results, rows, stamp = {}, [], 0
+    try:
+        deadline = time.monotonic() + 60
+        while publisher.get_subscription_count() == 0:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f'the node did not subscribe: {process.stderr.read() if process.poll() else ""}')
+            time.sleep(0.1)
+        time.sleep(1.0)
+        accounted = 0
+        for hz in rates:
+            published: dict[int, float] = {}
+            before = recorder.snapshot().counters.get('dropped', 0)
+            start = time.monotonic()
+            for i in range(frames_per_rate):
+                delay = start + i / hz - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                stamp += 1
+                msg = messages[stamp % len(messages)]
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+                published[stamp] = time.monotonic()
+                publisher.publish(msg)
+            achieved = frames_per_rate / (time.monotonic() - start)
+            accounted += frames_per_rate
+            snap = recorder.wait_until_idle(accounted, idle_s=3.0, timeout_s=60.0)
+            answered = [s for s in published if s in snap.answers]
+            latency = [snap.answers[s][3] - published[s] for s in answered]
+            dropped = snap.counters.get('dropped', 0) - before
+            entry = {'achieved_hz': achieved, 'answered': len(answered), 'dropped': dropped,
+                     'end_to_end_ms': percentiles_ms(latency) if latency else {}}  # fmt: skip
+            results[str(hz)] = entry
+            latency_cells = [f'{entry["end_to_end_ms"].get(q, float("nan")):.2f}' for q in ('p50', 'p99', 'max')]
+            rows.append([hz, f'{achieved:.0f}', len(answered), dropped, *latency_cells])
+            if dropped or len(answered) < frames_per_rate:
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        recorder.close()
+    sustained = [int(hz) for hz, e in results.items() if not e['dropped'] and e['answered'] == frames_per_rate]
+    print(table(rows, ['rate Hz', 'achieved', 'answered', 'dropped', 'p50 ms', 'p99 ms', 'max ms']))
+    return {'by_rate': results, 'max_rate_without_drops_hz': max(sustained) if sustained else 0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--frames', type=int, default=2000, help='frames per processing-latency case')
+    parser.add_argument('--quick', action='store_true', help='300 frames per case, fewer rates')
+    parser.add_argument('--backend', default='auto', help='the node parameter backend: auto, torch, onnxruntime')
+    parser.add_argument('--no-dds', action='store_true', help='processing latency only')
+    args = parser.parse_args(argv)
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(0, 101)))
+    frames = 300 if args.quick else args.frames
+    rclpy.init()
+    try:
+        processing = processing_latency(frames, args.backend)
+    finally:
+        rclpy.try_shutdown()
+    results = {'backend': args.backend, 'processing_ms': processing}
+    if not args.no_dds:
+        results['dds'] = end_to_end(RATES_HZ[:3] if args.quick else RATES_HZ, 150 if args.quick else 600)
+    name = 'node' if args.backend == 'auto' and not args.no_dds else f'node_{args.backend}'
+    print(f'results: {write_results(name, results)}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
