@@ -937,6 +937,14 @@ def _run_to_training_set(args: argparse.Namespace) -> None:
     )
 
 
+def _add_live_arguments(sub: argparse.ArgumentParser, bag_help: str) -> None:
+    """The arguments ``replay`` and ``record`` share."""
+    sub.add_argument('bag', type=Path, help=bag_help)
+    sub.add_argument('--out', type=Path, required=True, help='folder for live_metrics.json and live_timeline.png')
+    sub.add_argument('--topic', help="camera topic (default: the bag's only Image/CompressedImage topic)")
+    sub.add_argument('--labels', type=Path, help='CSV of anomalous intervals instead of the ground-truth topic')
+
+
 def _add_replay(commands: Any) -> None:
     sub = commands.add_parser(
         'replay',
@@ -946,13 +954,10 @@ def _add_replay(commands: Any) -> None:
         'detection metrics, end-to-end latency, processing time and dropped frames (live_metrics.json, '
         'live_timeline.png in --out). This is what the robot would have said, frame drops included.',
     )
-    sub.add_argument('bag', type=Path, help='rosbag2 folder (sqlite3 or mcap) with a camera topic and ground truth')
-    sub.add_argument('--out', type=Path, required=True, help='folder for live_metrics.json and live_timeline.png')
+    _add_live_arguments(sub, 'rosbag2 folder (sqlite3 or mcap) with a camera topic and ground truth')
     sub.add_argument('--model', help='model bundle for the node (default: the shipped default model)')
-    sub.add_argument('--topic', help="camera topic (default: the bag's only Image/CompressedImage topic)")
     sub.add_argument('--rate', type=float, default=1.0, help='playback speed, a multiple of the recorded pace')
     sub.add_argument('--device', default='cpu', help="the node's device: auto, cpu, cuda, cuda:N")
-    sub.add_argument('--labels', type=Path, help='CSV of anomalous intervals instead of the ground-truth topic')
     sub.set_defaults(handler=_run_replay)
 
 
@@ -966,10 +971,7 @@ def _add_record(commands: Any) -> None:
         'and writes the same report as "replay" (without end-to-end latency, which needs the publish times). '
         'Frames lost in transport before the node (best-effort QoS) are counted as unaccounted.',
     )
-    sub.add_argument('bag', type=Path, help='the bag being played (for its frame stamps and ground truth)')
-    sub.add_argument('--out', type=Path, required=True, help='folder for live_metrics.json and live_timeline.png')
-    sub.add_argument('--topic', help="camera topic (default: the bag's only Image/CompressedImage topic)")
-    sub.add_argument('--labels', type=Path, help='CSV of anomalous intervals instead of the ground-truth topic')
+    _add_live_arguments(sub, 'the bag being played (for its frame stamps and ground truth)')
     sub.add_argument('--idle', type=float, default=5.0, help='stop after this many seconds without an answer')
     sub.set_defaults(handler=_run_record)
 
