@@ -1,13 +1,14 @@
 """Live replay: a bag played through DDS into the node process; every frame is accounted for."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
-from ros_helpers import DOMAIN_ID, REPO  # noqa: F401  (sets a private ROS_DOMAIN_ID)
+from ros_helpers import DOMAIN_ID, REPO, RosTester  # noqa: F401  (sets a private ROS_DOMAIN_ID)
 
 from visual_anomaly.bag_tools import dataset_to_bag, read_labels
-from visual_anomaly.live_replay import bag_frame_stamps, replay_bag
+from visual_anomaly.live_replay import bag_frame_stamps, play_bag, record_live, replay_bag, start_node_process
 from visual_anomaly.training.corridor_world import CorridorWorld, write_split
 
 MODEL = REPO / 'models' / 'default.pt'
@@ -39,6 +40,30 @@ def test_every_frame_is_accounted_for_and_aligned_by_stamp(patrol_bag, tmp_path)
     assert answered_positive <= (labels > 0).sum()
     assert json.loads((tmp_path / 'live_metrics.json').read_text())['frames_published'] == 40
     assert (tmp_path / 'live_timeline.png').is_file()
+
+
+def test_recording_next_to_an_external_player_reports_what_replay_does(patrol_bag, tmp_path):
+    """The ros2 launch + ros2 bag play + visual-anomaly-bag record path, with our player standing in for ros2."""
+    bag, _ = patrol_bag
+    replayed = replay_bag(bag, tmp_path / 'replay', model=str(MODEL), rate=1.0, progress=False)  # 20 Hz: no drops
+    node = start_node_process(str(MODEL), '/camera/image_raw', compressed=False)
+    recorded: dict = {}
+    recorder = threading.Thread(target=lambda: recorded.update(record_live(bag, tmp_path / 'record', idle_s=3.0)))
+    player = RosTester('player')
+    try:
+        recorder.start()
+        player.spin_for(2.0)  # let the recorder match the node's outputs before the first frame
+        play_bag(bag, None, 1.0, player.node, progress=False)
+        recorder.join(timeout=120)
+    finally:
+        node.terminate()
+        node.wait(timeout=20)
+        player.close()
+    assert recorded['frames_unaccounted'] == 0 and recorded['frames_answered'] == recorded['node_counters']['processed']
+    assert recorded['node_counters']['dropped'] == replayed['node_counters']['dropped'] == 0
+    assert recorded['detection']['roc_auc'] == pytest.approx(replayed['detection']['roc_auc'])
+    assert recorded['detection']['f1'] == pytest.approx(replayed['detection']['f1'])
+    assert (tmp_path / 'record' / 'live_metrics.json').is_file()
 
 
 def test_labels_in_the_bag_follow_the_frames(patrol_bag):
