@@ -309,6 +309,9 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser('report', help='re-render report.md of a run folder from its metrics.json')
     report.add_argument('run', type=Path, help='run folder')
+    commands.add_parser(
+        'mnist', help="re-run the seed documents' MNIST experiments against ours (visual-anomaly-train mnist --help)"
+    )
     for sub in (generate, train, evaluate, report):
         sub.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser
@@ -316,6 +319,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['mnist']:  # the suite has its own options
+        from .mnist_suite import main as mnist_main
+
+        return mnist_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == 'generate':

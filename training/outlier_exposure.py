@@ -50,34 +50,21 @@ class OutlierExposureReport:
     loss: list[float] = field(default_factory=list)
 
 
-def fit_outlier_exposure(
-    detector: Detector,
-    normal_resized: np.ndarray,
-    anomalous_resized: np.ndarray,
-    config: OutlierExposureConfig | None = None,
-    exposed_classes: dict[str, int] | None = None,
-    progress: bool = True,
-) -> OutlierExposureReport:
-    """Train an OE head on the detector's embeddings and attach it to ``detector``.
-
-    ``normal_resized`` and ``anomalous_resized`` are (N, 64, 64, 3) uint8 RGB frames. The caller
-    recalibrates the detector afterwards so that the new ``oe`` and ``fused`` scores get
-    normalizers and thresholds.
-    """
+def fit_oe_head(
+    normal: torch.Tensor, anomalous: torch.Tensor, config: OutlierExposureConfig | None = None, progress: bool = True
+) -> tuple[OutlierExposureHead, list[float]]:
+    """Train an OE head on (N, D) normal and (M, D) anomalous embeddings; returns it and the loss per epoch."""
     config = config or OutlierExposureConfig()
-    if len(anomalous_resized) == 0 or len(normal_resized) == 0:
+    if len(anomalous) == 0 or len(normal) == 0:
         raise ValueError('outlier exposure needs at least one normal and one anomalous frame')
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    device = detector.device
-    normal = torch.from_numpy(detector.detect_resized(normal_resized).embedding).to(device)
-    anomalous = torch.from_numpy(detector.detect_resized(anomalous_resized).embedding).to(device)
-    mean, std = normal.mean(dim=0), normal.std(dim=0) + 1e-6
+    device = normal.device
     head = OutlierExposureHead(normal.shape[1]).to(device)
-    head.set_input_normalization(mean, std)
+    head.set_input_normalization(normal.mean(dim=0), normal.std(dim=0) + 1e-6)
     optimizer = torch.optim.Adam(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     bce = nn.BCEWithLogitsLoss()
-    report = OutlierExposureReport(len(anomalous), len(normal), dict(exposed_classes or {}))
+    losses = []
     anomalous_order = torch.randperm(len(anomalous), generator=generator)
     cursor = 0
     head.train()
@@ -101,8 +88,30 @@ def fit_outlier_exposure(
             optimizer.step()
             total += loss.item()
             batches += 1
-        report.loss.append(total / batches)
+        losses.append(total / batches)
     head.eval()
+    return head, losses
+
+
+def fit_outlier_exposure(
+    detector: Detector,
+    normal_resized: np.ndarray,
+    anomalous_resized: np.ndarray,
+    config: OutlierExposureConfig | None = None,
+    exposed_classes: dict[str, int] | None = None,
+    progress: bool = True,
+) -> OutlierExposureReport:
+    """Train an OE head on the detector's embeddings and attach it to ``detector``.
+
+    ``normal_resized`` and ``anomalous_resized`` are (N, 64, 64, 3) uint8 RGB frames. The caller
+    recalibrates the detector afterwards so that the new ``oe`` and ``fused`` scores get
+    normalizers and thresholds.
+    """
+    if len(anomalous_resized) == 0 or len(normal_resized) == 0:
+        raise ValueError('outlier exposure needs at least one normal and one anomalous frame')
+    normal = torch.from_numpy(detector.detect_resized(normal_resized).embedding).to(detector.device)
+    anomalous = torch.from_numpy(detector.detect_resized(anomalous_resized).embedding).to(detector.device)
+    head, losses = fit_oe_head(normal, anomalous, config, progress)
     detector.set_oe_head(head)
     logger.info('outlier exposure trained on %d anomalous and %d normal frames', len(anomalous), len(normal))
-    return report
+    return OutlierExposureReport(len(anomalous), len(normal), dict(exposed_classes or {}), losses)
