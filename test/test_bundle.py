@@ -1,4 +1,5 @@
 import pickle
+import sys
 import zipfile
 
 import numpy as np
@@ -64,6 +65,14 @@ def test_onnxruntime_backend_scores_like_torch(saved, frames64):
         np.testing.assert_array_equal(got.is_anomaly, expected.is_anomaly[:count])
     with pytest.raises(ValueError, match='backend'):
         load_bundle(path, 'cpu', backend='tensorrt')
+
+
+def test_without_onnx_the_detector_falls_back_to_torch(saved, frames64, monkeypatch):
+    path, _ = saved
+    monkeypatch.setitem(sys.modules, 'onnx', None)  # as on a robot where only onnxruntime is installed
+    assert load_bundle(path, 'cpu').backend == 'torch'
+    with pytest.raises(ValueError, match='onnxruntime and onnx'):
+        load_bundle(path, 'cpu', backend='onnxruntime')
 
 
 def test_missing_file(tmp_path):

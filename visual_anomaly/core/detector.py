@@ -126,6 +126,8 @@ class Detector:
             backend = 'onnxruntime' if self.device.type == 'cpu' and onnx_backend.available() else 'torch'
         if backend == 'onnxruntime' and self.device.type != 'cpu':
             raise ValueError(f'the onnxruntime backend runs on the CPU, not on {self.device}')
+        if backend == 'onnxruntime' and not onnx_backend.available():
+            raise ValueError('the onnxruntime backend needs the onnxruntime and onnx packages (pip install both)')
         self.backend = backend
         self._graph = ScoringGraph(self.autoencoder, self.preprocessor, self.oe_head).to(self.device)
         self._onnx: onnx_backend.OnnxScorer | None = None

@@ -17,8 +17,9 @@ import torch
 
 
 def available() -> bool:
-    """Whether the ``onnxruntime`` package is installed."""
+    """Whether ``onnxruntime`` (to run the graph) and ``onnx`` (which torch needs to export it) are installed."""
     try:
+        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
