@@ -66,6 +66,14 @@ def test_recording_next_to_an_external_player_reports_what_replay_does(patrol_ba
     assert (tmp_path / 'record' / 'live_metrics.json').is_file()
 
 
+def test_a_node_that_cannot_start_fails_the_replay_with_its_reason(patrol_bag, tmp_path):
+    bag, _ = patrol_bag
+    broken = tmp_path / 'broken.pt'
+    broken.write_bytes(b'not a model')
+    with pytest.raises(RuntimeError, match='cannot start.*broken.pt'):
+        replay_bag(bag, tmp_path / 'out', model=str(broken), progress=False)
+
+
 def test_labels_in_the_bag_follow_the_frames(patrol_bag):
     bag, infos = patrol_bag
     stamps, topic = bag_frame_stamps(bag)

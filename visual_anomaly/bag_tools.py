@@ -1042,7 +1042,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.handler(args)
-    except (BundleError, ValueError, OSError, AnyReaderError, ReaderError, WriterError) as error:
+    except (BundleError, ValueError, OSError, RuntimeError, AnyReaderError, ReaderError, WriterError) as error:
         print(f'{parser.prog} {args.command}: {error}', file=sys.stderr)
         return 2
     return int(code or 0)

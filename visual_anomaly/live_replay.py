@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,8 +154,13 @@ def play_bag(
     publisher_node,
     progress: bool = True,
     wait_for_subscriber_s: float = 60.0,
+    subscriber_gone: Callable[[], bool] = lambda: False,
 ) -> tuple[dict[int, float], str]:
-    """Publish the bag's frames at their recorded pace times ``rate``; return publish wall times by stamp."""
+    """Publish the bag's frames at their recorded pace times ``rate``; return publish wall times by stamp.
+
+    Waits up to ``wait_for_subscriber_s`` for a subscriber, or until ``subscriber_gone()`` says it
+    will never come (e.g. the node process exited).
+    """
     if not rate > 0:
         raise ValueError(f'rate must be positive, got {rate}')
     published: dict[int, float] = {}
@@ -163,7 +169,7 @@ def play_bag(
         publisher = publisher_node.create_publisher(MESSAGE_CLASSES[msgtype], topic, RELIABLE)
         deadline = time.monotonic() + wait_for_subscriber_s
         while publisher.get_subscription_count() == 0:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or subscriber_gone():
                 raise TimeoutError(f'no subscriber appeared on {topic} within {wait_for_subscriber_s} s')
             time.sleep(0.1)
         time.sleep(0.5)  # let the node's matching complete on both sides
@@ -273,8 +279,14 @@ def replay_bag(
     recorder = OutputRecorder()
     node = start_node_process(model, topic, msgtype.endswith('CompressedImage'), device)
     try:
-        published, _ = play_bag(bag_path, topic, rate, recorder.node, progress)
+        published, _ = play_bag(
+            bag_path, topic, rate, recorder.node, progress, subscriber_gone=lambda: node.poll() is not None
+        )
         recording = recorder.wait_until_idle(len(published))
+    except TimeoutError as error:
+        failure = error
+    else:
+        failure = None
     finally:
         node.terminate()
         try:
@@ -283,6 +295,8 @@ def replay_bag(
             node.kill()
             _, node_log = node.communicate()
         recorder.close()
+    if failure is not None:
+        raise RuntimeError(f'{failure}; the node said: {node_log.strip()[-1000:] or "nothing"}') from failure
     metrics = live_report(
         bag_path, out, recording, np.array(list(published), dtype=np.int64), topic, published, labels_csv, rate
     )
