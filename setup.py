@@ -19,7 +19,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
-        (f'share/{PACKAGE}/models', glob('models/*.pt') + glob('models/*.md')),
+        (f'share/{PACKAGE}/models', glob('models/*.pt') + glob('models/*.onnx') + glob('models/*.md')),
     ],
     python_requires='>=3.10',
     # Runtime dependencies come from rosdep (package.xml) on robots and from requirements.txt

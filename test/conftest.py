@@ -27,3 +27,14 @@ def frames64(rng: np.random.Generator) -> np.ndarray:
     """Smooth random 64x64 RGB frames (noise would make every frame equally anomalous)."""
     base = rng.integers(0, 256, size=(12, 8, 8, 3), dtype=np.uint8)
     return np.repeat(np.repeat(base, 8, axis=1), 8, axis=2)
+
+
+@pytest.fixture(scope='session')
+def without_pytorch(tmp_path_factory) -> dict[str, str]:
+    """Environment for a subprocess in which ``import torch`` fails, as on a robot without PyTorch."""
+    import os
+
+    folder = tmp_path_factory.mktemp('no_pytorch')
+    (folder / 'torch').mkdir()
+    (folder / 'torch' / '__init__.py').write_text("raise ImportError('No module named torch (hidden by the test)')\n")
+    return {'PYTHONPATH': os.pathsep.join(filter(None, [str(folder), os.environ.get('PYTHONPATH')]))}

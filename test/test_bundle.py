@@ -62,7 +62,12 @@ def test_onnxruntime_backend_scores_like_torch(saved, frames64):
         for kind in SCORE_KINDS:  # raw scores (log MSE, logit) within 1e-4; this untrained model's scale is tiny
             scale = eager.calibration.normalizers.get(kind, eager.calibration.normalizers['local']).scale
             np.testing.assert_allclose(got.scores[kind] * scale, expected.scores[kind][:count] * scale, atol=1e-4)
-        np.testing.assert_array_equal(got.is_anomaly, expected.is_anomaly[:count])
+        # the same decisions, except where a score sits on the threshold: calibrated on these very
+        # frames, the threshold is one of their scores, and float32 rounding may tip it either way
+        raw_distance = np.abs(expected.score[:count] - expected.threshold) * eager.calibration.normalizers['oe'].scale
+        decided = raw_distance > 1e-4
+        assert decided.sum() >= count // 2
+        np.testing.assert_array_equal(got.is_anomaly[decided], expected.is_anomaly[:count][decided])
     with pytest.raises(ValueError, match='backend'):
         load_bundle(path, 'cpu', backend='tensorrt')
 

@@ -211,6 +211,26 @@ def test_compressed_input(tester):
     assert 'frame rejected: cannot decode compressed frame' in err
 
 
+def test_the_node_runs_without_pytorch(tester, without_pytorch):
+    """Where PyTorch is not installed the node loads the shipped .onnx bundle and decides as the .pt one does."""
+    process = start_node(*BASE_ARGS, '-r', '__ns:=/robot', '-r', 'image:=/test/no_torch', env=without_pytorch)
+    publisher = tester.node.create_publisher(Image, '/test/no_torch', RELIABLE)
+    anomaly = tester.collect(Vector3Stamped, '/robot/visual_anomaly/anomaly', RELIABLE)
+    try:
+        assert tester.spin_until(lambda: publisher.get_subscription_count() > 0, 30)
+        tester.spin_for(1.0)
+        detector = load_bundle(MODEL, device='cpu', backend='torch')
+        for sec, frame, expected_flag in zip((21, 22), _scene(), (0.0, 1.0), strict=True):
+            answer = _send_and_wait(tester, publisher, image_message(frame, sec), anomaly)
+            assert (answer.header.stamp.sec, answer.vector.z) == (sec, expected_flag)
+            assert answer.vector.x == pytest.approx(float(detector.detect_one(frame, 'rgb').score[0]), abs=1e-4)
+    finally:
+        code, err = stop_node(process, signal.SIGTERM)
+        tester.node.destroy_publisher(publisher)
+    assert code == 0 and 'Traceback' not in err, err
+    assert 'default.onnx' in err, err
+
+
 def test_silence_is_explained(tester):
     process = start_node(*BASE_ARGS, '-p', 'no_input_warning:=1.0', '-r', 'image:=/test/quiet')
     publisher = tester.node.create_publisher(

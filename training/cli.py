@@ -4,6 +4,7 @@
     visual-anomaly-train train --data data/corridors --out runs/corridors
     visual-anomaly-train evaluate runs/corridors/model.pt --data data/corridors --out runs/eval
     visual-anomaly-train report runs/corridors                   # re-render report.md from metrics.json
+    visual-anomaly-train export runs/corridors/model.pt          # model.onnx: runs without PyTorch
 
 A run folder holds the model bundle (``model.pt``), the configuration used (``config.yaml``),
 ``metrics.json``, plots and ``report.md``.
@@ -30,8 +31,10 @@ from visual_anomaly.core import (
     ConvAutoencoder,
     DetectionResult,
     Detector,
+    FrameScorer,
     PreprocessingConfig,
     Preprocessor,
+    export_onnx,
     load_bundle,
     read_bundle_metadata,
     save_bundle,
@@ -104,7 +107,7 @@ def _pick_exposed(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 def evaluate_frames(
-    detector: Detector,
+    detector: FrameScorer,
     frames: np.ndarray,
     classes: np.ndarray,
     out: Path,
@@ -144,10 +147,11 @@ def evaluate_frames(
     images['Most and least anomalous frames'] = heatmap_sheet(
         frames, result, shown, captions, HEATMAP_GAIN * detector.typical_normal_mse, out / 'heatmaps.png'
     )
-    sample = np.r_[np.flatnonzero(~is_anomaly)[:4], np.flatnonzero(is_anomaly)[:4]]
-    images['Inputs and reconstructions'] = reconstruction_sheet(
-        frames[sample], detector.reconstruct(frames[sample]), out / 'reconstructions.png'
-    )
+    if isinstance(detector, Detector):  # an exported .onnx bundle outputs error maps, not reconstructions
+        sample = np.r_[np.flatnonzero(~is_anomaly)[:4], np.flatnonzero(is_anomaly)[:4]]
+        images['Inputs and reconstructions'] = reconstruction_sheet(
+            frames[sample], detector.reconstruct(frames[sample]), out / 'reconstructions.png'
+        )
     if history is not None:
         metrics['history'] = asdict(history)
         images['Training curves'] = plot_training_curves(metrics['history'], out / 'training.png')
@@ -300,7 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument('--no-outlier-exposure', action='store_true', help='train the autoencoder only')
 
     evaluate = commands.add_parser('evaluate', help='score a dataset split with a bundle; metrics, plots, report')
-    evaluate.add_argument('bundle', type=Path, help='model bundle (.pt)')
+    evaluate.add_argument('bundle', type=Path, help='model bundle (.pt or .onnx)')
     evaluate.add_argument('--data', type=Path, required=True, help='dataset root (Hazards&Robots layout)')
     evaluate.add_argument('--out', type=Path, required=True, help='folder for metrics, plots and report.md')
     evaluate.add_argument('--split', default='test', choices=('test', 'outliers', 'validation', 'train'))
@@ -309,6 +313,12 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser('report', help='re-render report.md of a run folder from its metrics.json')
     report.add_argument('run', type=Path, help='run folder')
+
+    export = commands.add_parser(
+        'export', help='write a .pt bundle as an .onnx bundle, which scores on a CPU with onnxruntime, without PyTorch'
+    )
+    export.add_argument('bundle', type=Path, help='model bundle (.pt)')
+    export.add_argument('out', type=Path, nargs='?', help='output .onnx file (default: next to the bundle)')
     commands.add_parser(
         'mnist', help="re-run the seed documents' MNIST experiments against ours (visual-anomaly-train mnist --help)"
     )
@@ -364,6 +374,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(_summary(metrics))
             print(f'metrics, plots and report.md in {args.out}')
+        elif args.command == 'export':
+            out = args.out or args.bundle.with_suffix('.onnx')
+            if out.suffix != '.onnx':
+                raise ValueError(f'the exported bundle must end in .onnx, got {out}')
+            if args.bundle.suffix != '.pt':
+                raise ValueError(f'export reads a .pt bundle, got {args.bundle}')
+            provenance = read_bundle_metadata(args.bundle)['provenance']
+            export_onnx(
+                out, load_bundle(args.bundle, 'cpu', backend='torch'), {**provenance, 'exported_from': args.bundle.name}
+            )
+            print(f'wrote {out} ({out.stat().st_size / 1e6:.1f} MB): load it like the .pt bundle, without PyTorch')
         else:
             metrics = json.loads((args.run / 'metrics.json').read_text())
             images = {

@@ -27,7 +27,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import Marker
 
-from .core import SCORE_KINDS, BundleError, Detector, load_bundle
+from .core import SCORE_KINDS, BundleError, FrameScorer, load_bundle
 from .core.visualization import COLORMAPS, error_heatmap, overlay
 from .image_conversion import FrameError, compressed_to_bgr, converter_name, image_to_array, to_bgr
 
@@ -36,13 +36,20 @@ WARN_THROTTLE_S = 5.0
 
 
 def default_model_path() -> str:
-    """The model bundle shipped with the package (share/visual_anomaly/models/default.pt)."""
+    """The model shipped with the package (share/visual_anomaly/models/): ``default.pt``, or its
+    ONNX export ``default.onnx`` where PyTorch is not installed."""
+    try:
+        import torch  # noqa: F401 - the .pt bundle needs it, so it is loaded either way
+
+        name = 'default.pt'
+    except ImportError:
+        name = 'default.onnx'
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
-        return str(Path(get_package_share_directory('visual_anomaly')) / 'models' / 'default.pt')
-    except (ImportError, PackageNotFoundError, ValueError):
-        return str(Path(__file__).resolve().parents[1] / 'models' / 'default.pt')
+        return str(Path(get_package_share_directory('visual_anomaly')) / 'models' / name)
+    except (ImportError, PackageNotFoundError, ValueError, OSError):  # OSError: AMENT_PREFIX_PATH unset
+        return str(Path(__file__).resolve().parents[1] / 'models' / name)
 
 
 def _describe(text: str, read_only: bool = False, **ranges) -> ParameterDescriptor:
@@ -66,12 +73,12 @@ class AnomalyDetectorNode(Node):
         self._worker: threading.Thread | None = None
         self._stopping = False
         p = self._declare_parameters()
-        self.detector: Detector = load_bundle(p['model_path'] or default_model_path(), p['device'], p['backend'])
+        self.detector: FrameScorer = load_bundle(p['model_path'] or default_model_path(), p['device'], p['backend'])
         if p['decision_score']:
             self.detector.decision_score = p['decision_score']
         if math.isfinite(p['threshold']):
             self.detector.set_threshold(p['threshold'])
-        size = self.detector.preprocessor.config.image_size
+        size = self.detector.image_size
         self.detector.detect_resized(np.zeros((1, size, size, 3), np.uint8))  # build the backend now, not at frame 1
         self._settings = p
         self._history: deque[bool] = deque(maxlen=p['smoothing_window'])
@@ -117,7 +124,10 @@ class AnomalyDetectorNode(Node):
         specs = {
             'model_path': (
                 '',
-                _describe('Model bundle (.pt); empty = the default model shipped with the package', read_only=True),
+                _describe(
+                    'Model bundle: .pt, or .onnx (CPU, no PyTorch needed); empty = the model shipped with the package',
+                    read_only=True,
+                ),
             ),
             'device': ('auto', _describe('auto (CUDA when available), cpu, cuda or cuda:N', read_only=True)),
             'backend': (

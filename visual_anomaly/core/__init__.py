@@ -1,32 +1,50 @@
-"""ROS-free detector core: model, preprocessing, scoring, thresholds and model bundle I/O."""
+"""ROS-free detector core: model, preprocessing, scoring, thresholds and model bundle I/O.
 
-from .bundle import BundleError, load_bundle, read_bundle_metadata, save_bundle
-from .detector import SCORE_KINDS, Calibration, DetectionResult, Detector
-from .device import resolve_device
-from .preprocessing import COLOR_ORDERS, PreprocessingConfig, Preprocessor, resize_frame, resize_frames
-from .thresholds import (
-    ScoreNormalizer,
-    Threshold,
-    threshold_at_fpr,
-    threshold_at_percentile,
-    threshold_best_f1,
-)
-from .torch_model import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead
+Names are imported on first use, so that scoring an ``.onnx`` bundle (``load_bundle``,
+``OnnxModel``, ``FrameScorer``, ...) never imports PyTorch; the PyTorch models, the
+:class:`Detector` and ``.pt`` bundles import it.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    'bundle': ('BundleError', 'export_onnx', 'load_bundle', 'read_bundle_metadata', 'save_bundle'),
+    'detector': ('Detector',),
+    'device': ('check_device_spec', 'resolve_device'),
+    'onnx_backend': ('OnnxModel',),
+    'preprocessing': ('COLOR_ORDERS', 'PreprocessingConfig', 'Preprocessor', 'resize_frame', 'resize_frames'),
+    'scoring': ('SCORE_KINDS', 'Calibration', 'DetectionResult', 'FrameScorer'),
+    'thresholds': (
+        'ScoreNormalizer',
+        'Threshold',
+        'threshold_at_fpr',
+        'threshold_at_percentile',
+        'threshold_best_f1',
+    ),
+    'torch_model': ('AutoencoderConfig', 'ConvAutoencoder', 'OutlierExposureHead'),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
-    'COLOR_ORDERS',
-    'SCORE_KINDS',
     'AutoencoderConfig',
     'BundleError',
+    'COLOR_ORDERS',
     'Calibration',
     'ConvAutoencoder',
     'DetectionResult',
     'Detector',
+    'FrameScorer',
+    'OnnxModel',
     'OutlierExposureHead',
     'PreprocessingConfig',
     'Preprocessor',
+    'SCORE_KINDS',
     'ScoreNormalizer',
     'Threshold',
+    'check_device_spec',
+    'export_onnx',
     'load_bundle',
     'read_bundle_metadata',
     'resize_frame',
@@ -37,3 +55,22 @@ __all__ = [
     'threshold_at_percentile',
     'threshold_best_f1',
 ]
+
+if TYPE_CHECKING:
+    from .bundle import BundleError, export_onnx, load_bundle, read_bundle_metadata, save_bundle
+    from .detector import Detector
+    from .device import check_device_spec, resolve_device
+    from .onnx_backend import OnnxModel
+    from .preprocessing import COLOR_ORDERS, PreprocessingConfig, Preprocessor, resize_frame, resize_frames
+    from .scoring import SCORE_KINDS, Calibration, DetectionResult, FrameScorer
+    from .thresholds import ScoreNormalizer, Threshold, threshold_at_fpr, threshold_at_percentile, threshold_best_f1
+    from .torch_model import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'.{module}', __name__), name)
+    globals()[name] = value
+    return value

@@ -1,77 +1,114 @@
 """The model bundle: one file with everything needed to score frames.
 
-A bundle is a ``torch.save`` file holding only tensors, strings and numbers: the weights of the
-autoencoder and the optional outlier-exposure head, plus a JSON document with the architecture,
-preprocessing, score normalization, thresholds, decision score, training provenance and a
-format version. It is read with ``torch.load(weights_only=True)``, so loading a bundle never
-runs code from the file.
+Both formats carry the same JSON metadata: architecture, preprocessing, score normalization,
+thresholds, decision score, training provenance and a format version.
+
+* ``.pt`` (what training writes): a ``torch.save`` file holding only tensors, strings and
+  numbers: the weights of the autoencoder and the optional outlier-exposure head, plus the
+  metadata. It is read with ``torch.load(weights_only=True)``, so loading a bundle never runs
+  code from the file. It loads as a :class:`Detector` (PyTorch or ONNX Runtime, CPU or GPU).
+* ``.onnx`` (written by :func:`export_onnx` from a ``.pt`` bundle): the whole scoring graph
+  (normalization, autoencoder, error map, local window, OE head) with the metadata in the
+  model's metadata properties. It loads as an :class:`OnnxModel`, which scores with onnxruntime
+  and NumPy alone, for robots without PyTorch.
+
+PyTorch is imported only to read or write ``.pt`` bundles.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from .detector import Calibration, Detector
+from .device import check_device_spec
+from .onnx_backend import OnnxModel, OnnxSession
 from .preprocessing import PreprocessingConfig
-from .thresholds import ScoreNormalizer, Threshold
-from .torch_model import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead
+from .scoring import Calibration, FrameScorer
+
+if TYPE_CHECKING:
+    from .detector import Detector
 
 BUNDLE_FORMAT = 'visual_anomaly.model_bundle'
 BUNDLE_VERSION = 1
+ONNX_FORMAT_KEY = 'visual_anomaly.format_version'  # metadata properties of an exported bundle
+ONNX_METADATA_KEY = 'visual_anomaly.metadata'
+
+logger = logging.getLogger(__name__)
 
 
 class BundleError(ValueError):
     """A model bundle is missing, unreadable or not compatible; the message names the file."""
 
 
-def save_bundle(path: str | os.PathLike, detector: Detector, provenance: dict[str, Any] | None = None) -> Path:
-    """Write ``detector`` (weights, calibration, config) to ``path`` atomically."""
-    path = Path(path)
-    calibration = detector.calibration
-    metadata = {
+def _metadata(detector: Detector, provenance: dict[str, Any] | None) -> dict[str, Any]:
+    return {
         'autoencoder': detector.autoencoder.config.to_dict(),
-        'preprocessing': detector.preprocessor.config.to_dict(),
+        'preprocessing': detector.preprocessing.to_dict(),
         'oe_head': None if detector.oe_head is None else {'embedding_dim': detector.oe_head.embedding_dim},
-        'normalizers': {kind: n.to_dict() for kind, n in calibration.normalizers.items()},
-        'thresholds': {kind: t.to_dict() for kind, t in calibration.thresholds.items()},
+        **detector.calibration.to_dict(),
         'decision_score': detector.decision_score,
         'provenance': provenance or {},
     }
+
+
+def _write_atomically(path: Path, write: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def save_bundle(path: str | os.PathLike, detector: Detector, provenance: dict[str, Any] | None = None) -> Path:
+    """Write ``detector`` (weights, calibration, config) to a ``.pt`` bundle at ``path`` atomically."""
+    import torch
+
     payload = {
         'format': BUNDLE_FORMAT,
         'format_version': BUNDLE_VERSION,
-        'metadata': json.dumps(metadata, sort_keys=True),
+        'metadata': json.dumps(_metadata(detector, provenance), sort_keys=True),
         'autoencoder': {k: v.detach().cpu() for k, v in detector.autoencoder.state_dict().items()},
         'oe_head': {}
         if detector.oe_head is None
         else {k: v.detach().cpu() for k, v in detector.oe_head.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return _write_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def export_onnx(path: str | os.PathLike, detector: Detector, provenance: dict[str, Any] | None = None) -> Path:
+    """Write ``detector``'s scoring graph and calibration to an ``.onnx`` bundle that runs without PyTorch."""
+    properties = {
+        ONNX_FORMAT_KEY: str(BUNDLE_VERSION),
+        ONNX_METADATA_KEY: json.dumps(_metadata(detector, provenance), sort_keys=True),
+    }
+    model = detector.export_onnx(properties)
+    return _write_atomically(Path(path), lambda tmp: tmp.write_bytes(model))
 
 
 def read_bundle_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The bundle's JSON metadata (config, calibration, provenance) without building models."""
-    return _read_payload(Path(path))[1]
+    """The bundle's JSON metadata (config, calibration, provenance) of a ``.pt`` or ``.onnx`` bundle."""
+    path = Path(path)
+    return _read_onnx(path)[1] if path.suffix == '.onnx' else _read_payload(path)[1]
 
 
-def load_bundle(path: str | os.PathLike, device: str | torch.device = 'auto', backend: str = 'auto') -> Detector:
-    """Build a :class:`Detector` from a bundle file; raises :class:`BundleError` on any problem.
+def load_bundle(path: str | os.PathLike, device: str = 'auto', backend: str = 'auto') -> FrameScorer:
+    """Build a scorer from a bundle file; raises :class:`BundleError` on any problem.
 
-    ``backend='auto'`` scores with ONNX Runtime on the CPU when it is installed (several times
-    faster for these small networks), else with eager PyTorch; see :class:`Detector`.
+    A ``.pt`` bundle gives a :class:`Detector`: ``backend='auto'`` scores with ONNX Runtime on
+    the CPU when it is installed (several times faster for these small networks), else with
+    eager PyTorch. A ``.onnx`` bundle gives an :class:`OnnxModel` (CPU, onnxruntime only).
     """
     path = Path(path)
+    if path.suffix == '.onnx':
+        return _load_onnx(path, device, backend)
     payload, metadata = _read_payload(path)
+    from .detector import Detector
+    from .torch_model import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead
+
     try:
         autoencoder = ConvAutoencoder(AutoencoderConfig(**metadata['autoencoder']))
         autoencoder.load_state_dict(payload['autoencoder'])
@@ -79,10 +116,7 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = 'auto', ba
         if metadata['oe_head'] is not None:
             oe_head = OutlierExposureHead(**metadata['oe_head'])
             oe_head.load_state_dict(payload['oe_head'])
-        calibration = Calibration(
-            normalizers={k: ScoreNormalizer(**v) for k, v in metadata['normalizers'].items()},
-            thresholds={k: Threshold(**v) for k, v in metadata['thresholds'].items()},
-        )
+        calibration = Calibration.from_dict(metadata)
         preprocessing = PreprocessingConfig(**metadata['preprocessing'])
         decision_score = metadata['decision_score']
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -90,9 +124,58 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = 'auto', ba
     return Detector(autoencoder, preprocessing, oe_head, calibration, decision_score, device, backend=backend)
 
 
+def _load_onnx(path: Path, device: str, backend: str) -> OnnxModel:
+    if backend not in ('auto', 'onnxruntime'):
+        raise BundleError(f'{path}: an .onnx bundle runs with onnxruntime; use the .pt bundle for backend {backend!r}')
+    if check_device_spec(device) not in ('auto', 'cpu'):
+        logger.warning('an .onnx bundle runs on the CPU; device %r ignored (use the .pt bundle on a GPU)', device)
+    session, metadata = _read_onnx(path)
+    try:
+        calibration = Calibration.from_dict(metadata)
+        preprocessing = PreprocessingConfig(**metadata['preprocessing'])
+        return OnnxModel(session, preprocessing, calibration, metadata['decision_score'])
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(f'{path}: inconsistent model bundle ({error})') from error
+
+
+def _read_onnx(path: Path) -> tuple[OnnxSession, dict[str, Any]]:
+    if not path.is_file():
+        raise BundleError(f'{path}: model bundle not found')
+    try:
+        session = OnnxSession(path.read_bytes())
+    except ImportError as error:
+        raise BundleError(f'{path}: an .onnx bundle needs onnxruntime (pip install onnxruntime)') from error
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types on arbitrary bytes
+        raise BundleError(f'{path}: unreadable, truncated or not an ONNX model ({error})') from error
+    version = session.properties.get(ONNX_FORMAT_KEY)
+    if version is None or ONNX_METADATA_KEY not in session.properties:
+        raise BundleError(f'{path}: an ONNX model, but not a visual_anomaly bundle (no {ONNX_METADATA_KEY})')
+    _check_version(path, int(version) if version.isdigit() else version)
+    try:
+        metadata = json.loads(session.properties[ONNX_METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise BundleError(f'{path}: model bundle metadata is corrupt ({error})') from error
+    return session, metadata
+
+
+def _check_version(path: Path, version: object) -> None:
+    if not isinstance(version, int) or version > BUNDLE_VERSION:
+        raise BundleError(
+            f'{path}: bundle format version {version} is newer than this visual_anomaly reads '
+            f'({BUNDLE_VERSION}); upgrade visual_anomaly'
+        )
+
+
 def _read_payload(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not path.is_file():
         raise BundleError(f'{path}: model bundle not found')
+    try:
+        import torch
+    except ImportError as error:
+        raise BundleError(
+            f'{path}: a .pt bundle needs PyTorch; without it, load the .onnx bundle exported from it '
+            f'(visual-anomaly-train export)'
+        ) from error
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
@@ -106,12 +189,7 @@ def _read_payload(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         ) from error
     if not isinstance(payload, dict) or payload.get('format') != BUNDLE_FORMAT:
         raise BundleError(f'{path}: not a visual_anomaly model bundle')
-    version = payload.get('format_version')
-    if not isinstance(version, int) or version > BUNDLE_VERSION:
-        raise BundleError(
-            f'{path}: bundle format version {version} is newer than this visual_anomaly reads '
-            f'({BUNDLE_VERSION}); upgrade visual_anomaly'
-        )
+    _check_version(path, payload.get('format_version'))
     try:
         metadata = json.loads(payload['metadata'])
     except (KeyError, TypeError, json.JSONDecodeError) as error:

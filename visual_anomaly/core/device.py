@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 _DEVICE_PATTERN = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
 
 
+def check_device_spec(spec: object) -> str:
+    """``spec`` lower-cased if it names a device this package understands, else a ValueError."""
+    text = str(spec).strip().lower()
+    if not _DEVICE_PATTERN.match(text):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}")
+    return text
+
+
 def resolve_device(spec: str | torch.device = 'auto') -> torch.device:
     """Return the device to run on; CUDA requested without CUDA falls back to CPU with a warning."""
-    spec = str(spec).strip().lower()
-    if not _DEVICE_PATTERN.match(spec):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+    import torch
+
+    spec = check_device_spec(spec)
     if spec == 'cpu':
         return torch.device('cpu')
     if not torch.cuda.is_available():

@@ -1,9 +1,11 @@
-"""ONNX Runtime execution of the detector's scoring graph.
+"""ONNX Runtime execution of the detector's scoring graph, with or without PyTorch.
 
 The eager PyTorch forward of a small autoencoder on a CPU spends most of its time in per-operator
-overhead; ONNX Runtime runs the same graph (exported once, in memory, from the same module, so
-the math is written once) several times faster, most of all at batch size 1, which is what a
-camera node does. Scores agree with the eager path to within float32 rounding.
+overhead; ONNX Runtime runs the same graph (exported from the same module, so the math is
+written once) several times faster, most of all at batch size 1, which is what a camera node
+does. A :class:`~visual_anomaly.core.detector.Detector` exports its graph in memory; an exported
+``.onnx`` bundle is scored by :class:`OnnxModel`, which needs only onnxruntime and NumPy.
+PyTorch and ``onnx`` are imported only to export.
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+from .preprocessing import PreprocessingConfig
+from .scoring import Calibration, FrameScorer
+
+if TYPE_CHECKING:
+    import torch
 
 
 def available() -> bool:
@@ -26,31 +34,45 @@ def available() -> bool:
     return True
 
 
-class OnnxScorer:
-    """A :class:`~visual_anomaly.core.detector.ScoringGraph` exported to an ONNX Runtime CPU session."""
+def export_graph(graph: torch.nn.Module, image_size: int, properties: dict[str, str] | None = None) -> bytes:
+    """A scoring graph (uint8 NHWC frames in, its ``output_names`` out) as ONNX bytes with metadata ``properties``."""
+    import onnx
+    import torch
 
-    def __init__(self, graph: torch.nn.Module, image_size: int, threads: int | None = None) -> None:
+    example = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8)
+    buffer = io.BytesIO()
+    output_names = list(graph.output_names)
+    with warnings.catch_warnings():  # the exporter's notes on constant folding are not for users
+        warnings.simplefilter('ignore')
+        torch.onnx.export(
+            graph.eval(),
+            (example,),
+            buffer,
+            input_names=['frames'],
+            output_names=output_names,
+            dynamic_axes={name: {0: 'batch'} for name in ['frames', *output_names]},
+            dynamo=False,
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    for key, value in (properties or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model.SerializeToString()
+
+
+class OnnxSession:
+    """An ONNX Runtime CPU session over exported scoring-graph bytes: uint8 batch -> named outputs."""
+
+    def __init__(self, model: bytes, threads: int | None = None) -> None:
         import onnxruntime
 
-        example = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8)
-        buffer = io.BytesIO()
-        self.output_names = list(graph.output_names)
-        with warnings.catch_warnings():  # the exporter's notes on constant folding are not for users
-            warnings.simplefilter('ignore')
-            torch.onnx.export(
-                graph.eval(),
-                (example,),
-                buffer,
-                input_names=['frames'],
-                output_names=self.output_names,
-                dynamic_axes={name: {0: 'batch'} for name in ['frames', *self.output_names]},
-                dynamo=False,
-            )
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=['CPUExecutionProvider'])
+        self.session = onnxruntime.InferenceSession(model, options, providers=['CPUExecutionProvider'])
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        self.properties: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
         batch = np.ascontiguousarray(batch_uint8)
@@ -58,3 +80,24 @@ class OnnxScorer:
             raise ValueError(f'expected an (N, H, W, 3) uint8 batch, got {batch.shape} {batch.dtype}')
         outputs = self.session.run(self.output_names, {'frames': batch})
         return dict(zip(self.output_names, outputs, strict=True))
+
+
+class OnnxModel(FrameScorer):
+    """An exported scoring graph with its calibration: scores frames on the CPU without PyTorch."""
+
+    backend = 'onnxruntime'
+    device = 'cpu'
+
+    def __init__(
+        self,
+        session: OnnxSession,
+        preprocessing: PreprocessingConfig,
+        calibration: Calibration | None = None,
+        decision_score: str | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        super().__init__(preprocessing, 'oe_logit' in session.output_names, calibration, decision_score, batch_size)
+        self.session = session
+
+    def _forward(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
+        return self.session(batch_uint8)

@@ -1,0 +1,242 @@
+"""Frame scoring without PyTorch: score kinds, calibration and decisions over a network's raw outputs.
+
+Score kinds, all "higher = more anomalous" and expressed in standard units of the normal
+validation scores once calibrated:
+
+* ``reconstruction``: log of the per-frame reconstruction MSE (the published score),
+* ``local``: log of the peak of the error map averaged over a small window; a small object
+  (a cable, a box far ahead) raises it far more than it raises the frame-wide mean,
+* ``oe``: the outlier-exposure head's logit (needs an OE head),
+* ``fused``: ``local`` raised by how far ``oe`` exceeds ``OE_GATE`` (needs an OE head). The OE
+  head only ever adds evidence where it is confident, so on anomaly classes it was never
+  exposed to (where its output looks normal) the fused score stays the local score.
+
+Without an OE head a model decides on ``local``; with one, on ``fused``. A frame is anomalous
+when its decision score is greater than the threshold.
+
+:class:`FrameScorer` holds all of this. Its subclasses only run the network: the PyTorch
+:class:`~visual_anomaly.core.detector.Detector` and the exported
+:class:`~visual_anomaly.core.onnx_backend.OnnxModel`, which needs no PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .preprocessing import PreprocessingConfig, resize_frames
+from .thresholds import ScoreNormalizer, Threshold, threshold_at_fpr, threshold_best_f1
+
+SCORE_KINDS = ('reconstruction', 'local', 'oe', 'fused')
+OE_GATE = 3.0  # normalized OE scores above this (robust standard units) raise the fused score
+_MSE_FLOOR = 1e-12
+
+
+@dataclass
+class DetectionResult:
+    """Per-frame outputs of :meth:`FrameScorer.detect` for a batch of N frames."""
+
+    mse: np.ndarray  # (N,) reconstruction MSE in normalized pixel units
+    error_map: np.ndarray  # (N, S, S) per-pixel squared error, averaged over channels
+    embedding: np.ndarray  # (N, D)
+    oe_probability: np.ndarray | None  # (N,) P(anomaly) from the OE head, None without one
+    scores: dict[str, np.ndarray]  # normalized score of each available kind, (N,) each
+    score: np.ndarray  # (N,) the decision score
+    is_anomaly: np.ndarray  # (N,) bool
+    threshold: float
+
+    def __len__(self) -> int:
+        return len(self.mse)
+
+
+@dataclass
+class Calibration:
+    """Score normalizers and thresholds, per score kind."""
+
+    normalizers: dict[str, ScoreNormalizer] = field(default_factory=dict)
+    thresholds: dict[str, Threshold] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            'normalizers': {kind: n.to_dict() for kind, n in self.normalizers.items()},
+            'thresholds': {kind: t.to_dict() for kind, t in self.thresholds.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        return cls(
+            normalizers={kind: ScoreNormalizer(**n) for kind, n in data['normalizers'].items()},
+            thresholds={kind: Threshold(**t) for kind, t in data['thresholds'].items()},
+        )
+
+
+class FrameScorer:
+    """Scores, calibration and decisions; subclasses run the network in :meth:`_forward`.
+
+    ``_forward`` maps an (N, S, S, 3) uint8 RGB batch to the raw outputs ``mse``, ``local_peak``,
+    ``error_map``, ``embedding`` and, with an OE head, ``oe_logit``.
+    """
+
+    backend: str
+    device: Any
+
+    def __init__(
+        self,
+        preprocessing: PreprocessingConfig | None,
+        has_oe_head: bool,
+        calibration: Calibration | None = None,
+        decision_score: str | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        self.preprocessing = preprocessing or PreprocessingConfig()
+        self.calibration = calibration or Calibration()
+        self.batch_size = batch_size
+        self._has_oe_head = has_oe_head
+        self.decision_score = decision_score or ('fused' if has_oe_head else 'local')
+
+    def _forward(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square RGB input the network scores."""
+        return self.preprocessing.image_size
+
+    @property
+    def available_scores(self) -> tuple[str, ...]:
+        return SCORE_KINDS if self._has_oe_head else ('reconstruction', 'local')
+
+    @property
+    def decision_score(self) -> str:
+        return self._decision_score
+
+    @decision_score.setter
+    def decision_score(self, kind: str) -> None:
+        if kind not in self.available_scores:
+            raise ValueError(f'decision score must be one of {self.available_scores}, got {kind!r}')
+        self._decision_score = kind
+
+    @property
+    def threshold_(self) -> float:
+        """Threshold on the current decision score (+inf when not calibrated)."""
+        threshold = self.calibration.thresholds.get(self.decision_score)
+        return threshold.value if threshold is not None else float('inf')
+
+    @property
+    def typical_normal_mse(self) -> float:
+        """Median reconstruction MSE of normal validation frames (1.0 when not calibrated)."""
+        normalizer = self.calibration.normalizers.get('reconstruction')
+        return float(np.exp(normalizer.center)) if normalizer is not None else 1.0
+
+    def set_threshold(self, value: float, kind: str | None = None) -> None:
+        """Override the threshold of ``kind`` (default: the decision score) by hand."""
+        kind = kind or self.decision_score
+        if kind not in self.available_scores:
+            raise ValueError(f'score kind must be one of {self.available_scores}, got {kind!r}')
+        self.calibration.thresholds[kind] = Threshold(float(value), 'manual')
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _forward_all(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
+        chunks = [
+            self._forward(batch_uint8[start : start + self.batch_size])
+            for start in range(0, len(batch_uint8), self.batch_size)
+        ]
+        return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+
+    @staticmethod
+    def _raw_scores(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raw = {
+            'reconstruction': np.log(np.maximum(outputs['mse'].astype(np.float64), _MSE_FLOOR)),
+            'local': np.log(np.maximum(outputs['local_peak'].astype(np.float64), _MSE_FLOOR)),
+        }
+        if 'oe_logit' in outputs:
+            raw['oe'] = outputs['oe_logit'].astype(np.float64)
+        return raw
+
+    def _normalized_scores(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        identity = ScoreNormalizer()
+        scores = {kind: self.calibration.normalizers.get(kind, identity)(value) for kind, value in raw.items()}
+        if 'oe' in scores:
+            scores['fused'] = scores['local'] + np.maximum(scores['oe'] - OE_GATE, 0.0)
+        return scores
+
+    def detect_resized(self, batch_uint8: np.ndarray) -> DetectionResult:
+        """Score frames already resized to the model input: (N, S, S, 3) uint8 RGB."""
+        if len(batch_uint8) == 0:
+            raise ValueError('no frames to score')
+        outputs = self._forward_all(np.asarray(batch_uint8))
+        scores = self._normalized_scores(self._raw_scores(outputs))
+        score = scores[self.decision_score]
+        threshold = self.threshold_
+        oe_logit = outputs.get('oe_logit')
+        return DetectionResult(
+            mse=outputs['mse'],
+            error_map=outputs['error_map'],
+            embedding=outputs['embedding'],
+            oe_probability=None if oe_logit is None else 1.0 / (1.0 + np.exp(-oe_logit)),
+            scores=scores,
+            score=score,
+            is_anomaly=score > threshold,
+            threshold=threshold,
+        )
+
+    def detect(self, frames: Sequence[np.ndarray] | np.ndarray, color_order: str = 'rgb') -> DetectionResult:
+        """Score raw uint8 frames of any size (``color_order``: rgb, bgr, rgba, bgra, mono)."""
+        return self.detect_resized(resize_frames(frames, color_order, self.image_size))
+
+    def detect_one(self, frame: np.ndarray, color_order: str = 'rgb') -> DetectionResult:
+        """Score a single frame; the result holds arrays of length 1."""
+        return self.detect([frame], color_order)
+
+    def decision_function(self, frames: Sequence[np.ndarray] | np.ndarray, color_order: str = 'rgb') -> np.ndarray:
+        """Decision scores, higher = more anomalous (PyOD convention)."""
+        return self.detect(frames, color_order).score
+
+    def predict(self, frames: Sequence[np.ndarray] | np.ndarray, color_order: str = 'rgb') -> np.ndarray:
+        """Boolean anomaly decisions."""
+        return self.detect(frames, color_order).is_anomaly
+
+    # -- calibration -----------------------------------------------------------------------
+
+    def calibrate(
+        self,
+        normal_resized: np.ndarray,
+        anomalous_resized: np.ndarray | None = None,
+        fpr: float = 0.01,
+        method: str = 'fpr',
+    ) -> Calibration:
+        """Fit score normalizers on normal validation frames and set every kind's threshold.
+
+        ``method='fpr'`` flags at most ``fpr`` of the normal frames; ``method='best_f1'``
+        maximizes F1 against ``anomalous_resized`` (which it then requires). Inputs are
+        (N, S, S, 3) uint8 RGB frames at the model's input size.
+        """
+        if method not in ('fpr', 'best_f1'):
+            raise ValueError(f"calibration method must be 'fpr' or 'best_f1', got {method!r}")
+        if method == 'best_f1' and (anomalous_resized is None or len(anomalous_resized) == 0):
+            raise ValueError('best_f1 calibration needs anomalous validation frames')
+        raw_normal = self._raw_scores(self._forward_all(np.asarray(normal_resized)))
+        normalizers = {kind: ScoreNormalizer.fit(values) for kind, values in raw_normal.items()}
+        self.calibration = Calibration(normalizers=normalizers)
+        normal_scores = self._normalized_scores(raw_normal)
+        if method == 'fpr':
+            thresholds = {kind: threshold_at_fpr(values, fpr) for kind, values in normal_scores.items()}
+        else:
+            anomalous_scores = self._normalized_scores(
+                self._raw_scores(self._forward_all(np.asarray(anomalous_resized)))
+            )
+            thresholds = {}
+            for kind, values in normal_scores.items():
+                scores = np.concatenate([values, anomalous_scores[kind]])
+                labels = np.r_[np.zeros(len(values)), np.ones(len(anomalous_scores[kind]))]
+                thresholds[kind] = threshold_best_f1(scores, labels)
+        self.calibration = replace(self.calibration, thresholds=thresholds)
+        return self.calibration
