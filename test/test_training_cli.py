@@ -111,6 +111,20 @@ def test_evaluate_reproduces_the_training_evaluation(run, dataset, tmp_path):
         assert evaluated[kind]['overall'] == pytest.approx(trained[kind]['overall'])
 
 
+def test_an_exported_bundle_evaluates_like_the_trained_one(run, dataset, tmp_path, capsys):
+    assert main(['export', str(run / 'model.pt'), str(tmp_path / 'model.onnx')]) == 0
+    assert 'without PyTorch' in capsys.readouterr().out
+    out = tmp_path / 'eval'
+    assert main(['evaluate', str(tmp_path / 'model.onnx'), '--data', str(dataset), '--out', str(out), '--quiet']) == 0
+    trained = json.loads((run / 'metrics.json').read_text())['evaluation']
+    evaluated = json.loads((out / 'metrics.json').read_text())['evaluation']
+    for kind in trained:
+        assert evaluated[kind]['overall']['roc_auc'] == pytest.approx(trained[kind]['overall']['roc_auc'], abs=1e-3)
+    assert (out / 'heatmaps.png').is_file() and not (out / 'reconstructions.png').exists()
+    assert main(['export', str(run / 'model.pt'), str(tmp_path / 'model.pt2')]) == 2
+    assert 'must end in .onnx' in capsys.readouterr().err
+
+
 def test_report_is_rebuilt_from_metrics(run):
     (run / 'report.md').unlink()
     assert main(['report', str(run)]) == 0
@@ -132,5 +146,5 @@ def test_help_explains_the_subcommands():
         [sys.executable, '-m', 'visual_anomaly.training.cli', '--help'], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
-    for word in ('generate', 'train', 'evaluate', 'report', 'Hazards&Robots'):
+    for word in ('generate', 'train', 'evaluate', 'report', 'export', 'Hazards&Robots'):
         assert word in result.stdout
