@@ -20,7 +20,9 @@ SHARE = Path(get_package_share_directory('visual_anomaly'))
 def generate_launch_description() -> LaunchDescription:
     arguments = [
         DeclareLaunchArgument('image', default_value='/camera/image_raw', description='camera image topic'),
-        DeclareLaunchArgument('model', default_value='', description='model bundle; empty = the shipped default'),
+        DeclareLaunchArgument(
+            'model', default_value='', description='model bundle (.pt or .onnx); empty = the shipped default'
+        ),
         DeclareLaunchArgument('device', default_value='auto', description='auto, cpu, cuda or cuda:N'),
         DeclareLaunchArgument(
             'params_file',
