@@ -12,7 +12,17 @@ import pytest
 from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_FILES = ['package.xml', 'setup.py', 'setup.cfg', 'resource', 'visual_anomaly', 'training', 'launch', 'config']
+PACKAGE_FILES = [
+    'package.xml',
+    'setup.py',
+    'setup.cfg',
+    'resource',
+    'visual_anomaly',
+    'training',
+    'launch',
+    'config',
+    'models',
+]
 RUNTIME_KEYS = {
     'rclpy',
     'sensor_msgs',
@@ -73,6 +83,8 @@ def test_colcon_build_installs_package(colcon_install):
     prefix = colcon_install / 'visual_anomaly'
     assert (prefix / 'share/ament_index/resource_index/packages/visual_anomaly').is_file()
     assert (prefix / 'share/visual_anomaly/package.xml').is_file()
+    for model in ('default.pt', 'default.onnx'):  # the .onnx is what a robot without PyTorch loads
+        assert (prefix / 'share/visual_anomaly/models' / model).stat().st_size > 1_000_000
     site = next(prefix.glob('lib/python3*/site-packages'))
     assert (site / 'visual_anomaly/core/detector.py').is_file()
     assert (site / 'visual_anomaly/training/demo.py').is_file()
