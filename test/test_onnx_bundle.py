@@ -85,7 +85,8 @@ def test_export_round_trip(exported, frames64, caplog):
         load_bundle(path, device='tpu')
 
 
-def _with_properties(source: Path, out: Path, **properties: str) -> Path:
+def _with_properties(source: Path, out: Path, **properties: str | None) -> Path:
+    """A copy of an ONNX file with metadata properties replaced (None: removed)."""
     model = onnx.load(source)
     kept = [p for p in model.metadata_props if p.key not in properties]
     del model.metadata_props[:]
@@ -103,10 +104,9 @@ def test_bad_onnx_files_are_refused_with_their_path(exported, tmp_path):
     (tmp_path / 'empty.onnx').write_bytes(b'')
     (tmp_path / 'garbage.onnx').write_bytes(b'\x08\x07 not a protobuf' * 10)
     (tmp_path / 'truncated.onnx').write_bytes(data[: len(data) // 2])
-    plain = _with_properties(path, tmp_path / 'plain.onnx')
-    model = onnx.load(plain)
-    del model.metadata_props[:]
-    onnx.save(model, plain)
+    plain = _with_properties(
+        path, tmp_path / 'plain.onnx', **{bundle_module.ONNX_FORMAT_KEY: None, bundle_module.ONNX_METADATA_KEY: None}
+    )
     newer = _with_properties(path, tmp_path / 'newer.onnx', **{bundle_module.ONNX_FORMAT_KEY: '2'})
     corrupt = _with_properties(path, tmp_path / 'corrupt.onnx', **{bundle_module.ONNX_METADATA_KEY: '{nope'})
     cases = {

@@ -73,7 +73,8 @@ class AnomalyDetectorNode(Node):
         self._worker: threading.Thread | None = None
         self._stopping = False
         p = self._declare_parameters()
-        self.detector: FrameScorer = load_bundle(p['model_path'] or default_model_path(), p['device'], p['backend'])
+        self._model_path = p['model_path'] or default_model_path()
+        self.detector: FrameScorer = load_bundle(self._model_path, p['device'], p['backend'])
         if p['decision_score']:
             self.detector.decision_score = p['decision_score']
         if math.isfinite(p['threshold']):
@@ -114,7 +115,7 @@ class AnomalyDetectorNode(Node):
         self._worker.start()
         self.get_logger().info(
             f'scoring {message_type.__name__} frames from {self._subscription.topic_name} with '
-            f'{p["model_path"] or default_model_path()} on {self.detector.device} '
+            f'{self._model_path} on {self.detector.device} '
             f'(decision: {self.detector.decision_score} > {self.detector.threshold_:.3f}; '
             f'conversion: {converter_name()})'
         )
@@ -353,7 +354,7 @@ class AnomalyDetectorNode(Node):
         else:
             status.level, status.message = DiagnosticStatus.OK, 'scoring frames'
         values = {
-            'model': self._settings['model_path'] or default_model_path(),
+            'model': self._model_path,
             'device': str(self.detector.device),
             'backend': self.detector.backend,
             'decision score': self.detector.decision_score,

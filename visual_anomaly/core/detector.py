@@ -93,9 +93,9 @@ class Detector(FrameScorer):
         self._graph = ScoringGraph(self.autoencoder, self.preprocessor, self.oe_head).to(self.device)
         self._onnx = None
 
-    def export_onnx(self, metadata: dict | None = None) -> bytes:
-        """The scoring graph with the current weights as an ONNX model (``metadata`` stored in it)."""
-        return onnx_backend.export_graph(self._graph, self.image_size, metadata)
+    def export_onnx(self, properties: dict[str, str] | None = None) -> bytes:
+        """The scoring graph with the current weights as an ONNX model, with metadata ``properties``."""
+        return onnx_backend.export_graph(self._graph, self.image_size, properties)
 
     def _forward(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
         if self.backend == 'onnxruntime':
