@@ -1,19 +1,19 @@
 """ament_python package definition for visual_anomaly.
 
-The top-level ``training/`` folder is installed as the ``visual_anomaly.training`` subpackage.
+Two import packages: ``visual_anomaly`` (the runtime a robot needs) and ``training`` (fits its
+models; imports ``visual_anomaly``, never the reverse). Folder paths are import paths.
 """
 
 from glob import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = 'visual_anomaly'
 
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=[PACKAGE, f'{PACKAGE}.core', f'{PACKAGE}.training'],
-    package_dir={f'{PACKAGE}.training': 'training'},
+    packages=find_packages(include=[PACKAGE, f'{PACKAGE}.*', 'training', 'training.*']),
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
@@ -33,10 +33,10 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'visual-anomaly-demo = visual_anomaly.training.demo:main',
-            'visual-anomaly-train = visual_anomaly.training.cli:main',
-            'visual-anomaly-node = visual_anomaly.node:main',
-            'visual-anomaly-bag = visual_anomaly.bag_tools:main',
+            'visual-anomaly-demo = visual_anomaly.cli.demo:main',
+            'visual-anomaly-train = visual_anomaly.cli.train:main',
+            'visual-anomaly-node = visual_anomaly.cli.node:main',
+            'visual-anomaly-bag = visual_anomaly.cli.bag:main',
         ],
     },
 )

@@ -28,8 +28,9 @@ from sensor_msgs.msg import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import corridor_frames, percentiles_ms, table, write_results  # noqa: E402
 
-from visual_anomaly.live_replay import RELIABLE, OutputRecorder, start_node_process  # noqa: E402
-from visual_anomaly.node import AnomalyDetectorNode  # noqa: E402
+from visual_anomaly.ros.live_replay import RELIABLE, OutputRecorder  # noqa: E402
+from visual_anomaly.ros.node import AnomalyDetectorNode  # noqa: E402
+from visual_anomaly.ros.process import replay_args, start_node_process  # noqa: E402
 
 CASES = (('640x480 rgb8', 640, 480, 'rgb8'), ('1280x720 bgr8', 1280, 720, 'bgr8'))
 RATES_HZ = (15, 30, 60, 100, 150, 200, 300)
@@ -61,14 +62,14 @@ def processing_latency(frames: int, backend: str) -> dict:
                 for topic in ('/visual_anomaly/heatmap', '/visual_anomaly/overlay'):
                     listener.create_subscription(Image, topic, lambda msg: None, 2)
                 deadline = time.monotonic() + 10
-                while node._overlay_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+                while node.count_subscribers(node.output_topics['overlay']) == 0 and time.monotonic() < deadline:
                     time.sleep(0.05)
             for name, width, height, encoding in CASES:
                 messages = image_messages(width, height, encoding)
                 durations = []
                 for i in range(frames + 20):
                     start = time.perf_counter()
-                    node._process(messages[i % len(messages)], time.monotonic())
+                    node.process_frame(messages[i % len(messages)])
                     if i >= 20:  # warm-up
                         durations.append(time.perf_counter() - start)
                 key = f'{name}{" + heatmap, overlay" if listening else ""}'
@@ -85,7 +86,7 @@ def end_to_end(rates: tuple[int, ...], frames_per_rate: int) -> dict:
     """Publish 640x480 rgb8 frames over DDS into a node process at each rate; latency and drops."""
     messages = image_messages(640, 480, 'rgb8')
     recorder = OutputRecorder()
-    process = start_node_process(None, '/bench/image', False, 'cpu')
+    process = start_node_process(*replay_args('/bench/image', compressed=False, device='cpu'))
     publisher = recorder.node.create_publisher(Image, '/bench/image', RELIABLE)
     results, rows, stamp = {}, [], 0
     try:

@@ -35,10 +35,16 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import corridor_frames, rate, table, write_results  # noqa: E402
 
-from visual_anomaly.core import AutoencoderConfig, ConvAutoencoder, Detector, Preprocessor, load_bundle  # noqa: E402
-from visual_anomaly.node import default_model_path  # noqa: E402
-from visual_anomaly.training.autoencoder import TrainConfig, fit_autoencoder  # noqa: E402
-from visual_anomaly.training.hazards import decode_frame, reduced_decode_flag  # noqa: E402
+from training.autoencoder import TrainConfig, fit_autoencoder  # noqa: E402
+from visual_anomaly.core import (  # noqa: E402
+    AutoencoderConfig,
+    ConvAutoencoder,
+    Detector,
+    Preprocessor,
+    default_model_path,  # noqa: E402
+    load_bundle,
+)
+from visual_anomaly.data.hazards import decode_frame, reduced_decode_flag  # noqa: E402
 
 BATCH_SIZES = (1, 8, 32, 64, 128, 256, 512)
 THESIS_BATCH = 32

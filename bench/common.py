@@ -49,7 +49,7 @@ def rate(call: Callable[[], object], items_per_call: int, min_seconds: float = 1
 
 def corridor_frames(count: int, size: int, seed: int = 0) -> np.ndarray:
     """``count`` RGB frames of the synthetic corridor world (about 30% anomalous), ``size`` pixels square."""
-    from visual_anomaly.training.corridor_world import CorridorWorld
+    from training.world import CorridorWorld
 
     world = CorridorWorld(seed=0, image_size=size)
     frames, _ = world.patrol(count, np.random.default_rng(seed), anomaly_rate=0.3, speed_m_per_frame=0.1)

@@ -29,12 +29,25 @@ def frames64(rng: np.random.Generator) -> np.ndarray:
     return np.repeat(np.repeat(base, 8, axis=1), 8, axis=2)
 
 
+def _hiding(folder, packages: tuple[str, ...]) -> dict[str, str]:
+    """Environment for a subprocess in which importing any of ``packages`` fails."""
+    import os
+
+    for name in packages:
+        (folder / name).mkdir()
+        (folder / name / '__init__.py').write_text(
+            f"raise ImportError('No module named {name} (hidden by the test)')\n"
+        )
+    return {'PYTHONPATH': os.pathsep.join(filter(None, [str(folder), os.environ.get('PYTHONPATH')]))}
+
+
 @pytest.fixture(scope='session')
 def without_pytorch(tmp_path_factory) -> dict[str, str]:
     """Environment for a subprocess in which ``import torch`` fails, as on a robot without PyTorch."""
-    import os
+    return _hiding(tmp_path_factory.mktemp('no_pytorch'), ('torch',))
 
-    folder = tmp_path_factory.mktemp('no_pytorch')
-    (folder / 'torch').mkdir()
-    (folder / 'torch' / '__init__.py').write_text("raise ImportError('No module named torch (hidden by the test)')\n")
-    return {'PYTHONPATH': os.pathsep.join(filter(None, [str(folder), os.environ.get('PYTHONPATH')]))}
+
+@pytest.fixture(scope='session')
+def without_training_stack(tmp_path_factory) -> dict[str, str]:
+    """Environment for a subprocess without PyTorch and scikit-learn: what a robot scoring ``.onnx`` needs."""
+    return _hiding(tmp_path_factory.mktemp('no_training_stack'), ('torch', 'sklearn'))

@@ -1,4 +1,4 @@
-"""Helpers for tests that talk to a real node over DDS: a private domain, a test node, a node process."""
+"""Helpers for tests that talk to a real node over DDS: a private domain, a test node, stopping a node process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,20 +56,8 @@ class RosTester:
         rclpy.shutdown(context=self.context)
 
 
-def start_node(*ros_args: str, env: dict | None = None) -> subprocess.Popen:
-    """The detector node as a separate process, with ``--ros-args`` ``ros_args``."""
-    command = [sys.executable, '-m', 'visual_anomaly.node', '--ros-args', *ros_args]
-    return subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=dict(os.environ, **(env or {})),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def stop_node(process: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 15.0) -> tuple[int, str]:
+    """Send ``sig`` to the node process (unless it ended); its exit code and its log (stderr)."""
     if process.poll() is None:
         process.send_signal(sig)
     try:

@@ -87,7 +87,7 @@ def test_colcon_build_installs_package(colcon_install):
         assert (prefix / 'share/visual_anomaly/models' / model).stat().st_size > 1_000_000
     site = next(prefix.glob('lib/python3*/site-packages'))
     assert (site / 'visual_anomaly/core/detector.py').is_file()
-    assert (site / 'visual_anomaly/training/demo.py').is_file()
+    assert (site / 'visual_anomaly/cli/demo.py').is_file()
 
 
 # The dev venv holds an editable install of this checkout; hide its import hook so that the
@@ -106,7 +106,7 @@ def test_installed_executable_starts_and_exits_cleanly(colcon_install):
     assert executable.is_file(), sorted(p.name for p in (prefix / 'lib').rglob('*'))
     site = next(prefix.glob('lib/python3*/site-packages'))
     env = dict(os.environ, PYTHONPATH=f'{site}{os.pathsep}{os.environ.get("PYTHONPATH", "")}')
-    probe = 'import visual_anomaly.training.demo as m; print(m.__file__, file=sys.stderr)'
+    probe = 'import visual_anomaly.cli.demo as m; print(m.__file__, file=sys.stderr)'
     script = executable.read_text().replace('import sys', f'import sys; {probe}', 1)
     patched = colcon_install.parent / 'demo-entry-point'
     patched.write_text(script)

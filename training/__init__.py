@@ -1,1 +1,2 @@
-"""Training package: datasets, autoencoder training, calibration, evaluation and the demo."""
+"""Training: fits the models of :mod:`visual_anomaly` (autoencoder, outlier exposure), renders synthetic
+corridor worlds and runs the MNIST sanity suite. It imports the runtime package, never the reverse."""

@@ -12,26 +12,25 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from training.augment import augment_batch
 from visual_anomaly.core import ConvAutoencoder, Preprocessor, resolve_device
-
-from .augment import AugmentConfig, augment_batch
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings; the defaults follow the published corridor training recipe."""
+    """Optimisation settings: the ``training`` section of ``visual-anomaly-train``'s configuration."""
 
-    epochs: int = 100
+    epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 1e-3
     grad_clip_norm: float = 10.0
-    lr_patience: int = 8
-    early_stopping_patience: int = 15
+    lr_patience: int = 4  # epochs without validation improvement before the learning rate drops 10x
+    early_stopping_patience: int = 8  # ... before training stops
     seed: int = 0
     device: str = 'auto'
-    augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # None: no augmentation
+    augment: bool = True  # the published augmentations (training.augment)
     mixed_precision: bool = True  # bfloat16 autocast, on CUDA only
 
     def __post_init__(self) -> None:
@@ -105,8 +104,8 @@ def fit_autoencoder(
         running = 0.0
         for index in _batches(len(train_frames), config.batch_size, generator):
             batch = train_frames[index.numpy()]
-            if config.augment is not None:
-                batch = augment_batch(batch, augment_rng, config.augment)
+            if config.augment:
+                batch = augment_batch(batch, augment_rng)
             images = preprocessor.normalize(batch, device)
             with autocast:
                 loss = nn.functional.mse_loss(model(images)[0].float(), images)

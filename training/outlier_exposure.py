@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 class OutlierExposureConfig:
     """Settings of :func:`fit_outlier_exposure`; batch sizes follow the thesis (2048 + 204)."""
 
-    epochs: int = 300
+    epochs: int = 100
     normal_batch: int = 2048
     anomalous_batch: int = 204
     learning_rate: float = 1e-3

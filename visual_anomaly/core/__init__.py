@@ -15,8 +15,9 @@ _EXPORTS = {
     'detector': ('Detector',),
     'device': ('check_device_spec', 'resolve_device'),
     'onnx_backend': ('OnnxModel',),
+    'resources': ('default_model_path',),
     'preprocessing': ('COLOR_ORDERS', 'PreprocessingConfig', 'Preprocessor', 'resize_frame', 'resize_frames'),
-    'scoring': ('SCORE_KINDS', 'Calibration', 'DetectionResult', 'FrameScorer'),
+    'scoring': ('SCORE_KINDS', 'Calibration', 'DetectionResult', 'FrameScorer', 'NotFittedError'),
     'thresholds': (
         'ScoreNormalizer',
         'Threshold',
@@ -36,6 +37,7 @@ __all__ = [
     'DetectionResult',
     'Detector',
     'FrameScorer',
+    'NotFittedError',
     'OnnxModel',
     'OutlierExposureHead',
     'PreprocessingConfig',
@@ -44,6 +46,7 @@ __all__ = [
     'ScoreNormalizer',
     'Threshold',
     'check_device_spec',
+    'default_model_path',
     'export_onnx',
     'load_bundle',
     'read_bundle_metadata',
@@ -62,7 +65,8 @@ if TYPE_CHECKING:
     from .device import check_device_spec, resolve_device
     from .onnx_backend import OnnxModel
     from .preprocessing import COLOR_ORDERS, PreprocessingConfig, Preprocessor, resize_frame, resize_frames
-    from .scoring import SCORE_KINDS, Calibration, DetectionResult, FrameScorer
+    from .resources import default_model_path
+    from .scoring import SCORE_KINDS, Calibration, DetectionResult, FrameScorer, NotFittedError
     from .thresholds import ScoreNormalizer, Threshold, threshold_at_fpr, threshold_at_percentile, threshold_best_f1
     from .torch_model import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead
 

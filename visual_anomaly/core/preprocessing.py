@@ -128,12 +128,3 @@ class Preprocessor:
             images = images * (std + STANDARDIZE_EPS) + mean
         pixels = images.mul(255.0).clamp_(0, 255).round_().to(torch.uint8)
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
-
-    def __call__(
-        self,
-        frames: Sequence[np.ndarray] | np.ndarray,
-        color_order: str = 'rgb',
-        device: torch.device | None = None,
-    ) -> torch.Tensor:
-        """Resize and normalize raw frames in one call."""
-        return self.normalize(resize_frames(frames, color_order, self.config.image_size), device)

@@ -35,6 +35,10 @@ OE_GATE = 3.0  # normalized OE scores above this (robust standard units) raise t
 _MSE_FLOOR = 1e-12
 
 
+class NotFittedError(ValueError, AttributeError):
+    """A decision was asked of a scorer that has no calibrated threshold (as scikit-learn's ``NotFittedError``)."""
+
+
 @dataclass
 class DetectionResult:
     """Per-frame outputs of :meth:`FrameScorer.detect` for a batch of N frames."""
@@ -45,8 +49,8 @@ class DetectionResult:
     oe_probability: np.ndarray | None  # (N,) P(anomaly) from the OE head, None without one
     scores: dict[str, np.ndarray]  # normalized score of each available kind, (N,) each
     score: np.ndarray  # (N,) the decision score
-    is_anomaly: np.ndarray  # (N,) bool
-    threshold: float
+    is_anomaly: np.ndarray  # (N,) bool; all False when the scorer is not calibrated
+    threshold: float  # NaN when the scorer is not calibrated
 
     def __len__(self) -> int:
         return len(self.mse)
@@ -124,10 +128,20 @@ class FrameScorer:
         self._decision_score = kind
 
     @property
+    def is_calibrated(self) -> bool:
+        """Whether the current decision score has a threshold (from :meth:`calibrate` or :meth:`set_threshold`)."""
+        return self.decision_score in self.calibration.thresholds
+
+    @property
     def threshold_(self) -> float:
-        """Threshold on the current decision score (+inf when not calibrated)."""
+        """Threshold on the current decision score; raises :class:`NotFittedError` when not calibrated."""
         threshold = self.calibration.thresholds.get(self.decision_score)
-        return threshold.value if threshold is not None else float('inf')
+        if threshold is None:
+            raise NotFittedError(
+                f'no threshold for the {self.decision_score!r} score: the model is not calibrated '
+                '(calibrate() it on normal validation frames, or set_threshold())'
+            )
+        return threshold.value
 
     @property
     def typical_normal_mse(self) -> float:
@@ -175,7 +189,7 @@ class FrameScorer:
         outputs = self._forward_all(np.asarray(batch_uint8))
         scores = self._normalized_scores(self._raw_scores(outputs))
         score = scores[self.decision_score]
-        threshold = self.threshold_
+        threshold = self.threshold_ if self.is_calibrated else float('nan')
         oe_logit = outputs.get('oe_logit')
         return DetectionResult(
             mse=outputs['mse'],
@@ -201,7 +215,8 @@ class FrameScorer:
         return self.detect(frames, color_order).score
 
     def predict(self, frames: Sequence[np.ndarray] | np.ndarray, color_order: str = 'rgb') -> np.ndarray:
-        """Boolean anomaly decisions."""
+        """Boolean anomaly decisions; raises :class:`NotFittedError` when not calibrated."""
+        self.threshold_  # noqa: B018 - raises before any work when there is nothing to decide with
         return self.detect(frames, color_order).is_anomaly
 
     # -- calibration -----------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 THRESHOLD_METHODS = ('fpr', 'percentile', 'best_f1', 'manual')
 _MAD_TO_STD = 1.4826
@@ -98,6 +97,8 @@ def threshold_best_f1(scores: np.ndarray, labels: np.ndarray) -> Threshold:
         raise ValueError(f'{labels.size} labels for {scores.size} scores')
     if labels.all() or not labels.any():
         raise ValueError('best-F1 calibration needs both normal and anomalous examples')
+    from sklearn.metrics import precision_recall_curve  # training-time only: robots score without scikit-learn
+
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
     best = int(np.argmax(f1))

@@ -3,7 +3,7 @@
 The autoencoder follows the published corridor architecture (Mantegazza et al., RA-L 2022):
 four stride-2 3x3 convolutions with channels F, 2F, 4F, 8F and LeakyReLU, a linear bottleneck
 whose first layer's output is the embedding, and a bilinear-upsampling decoder. ``base_channels``
-is F: 128 reproduces the published model (~16.6M parameters), the default 32 is light enough
+is F: 128 reproduces the published model (~16.6M parameters), the default 16 is light enough
 for a small robot CPU.
 """
 
@@ -21,7 +21,7 @@ LEAKY_SLOPE = 0.01
 class AutoencoderConfig:
     """Architecture of :class:`ConvAutoencoder`."""
 
-    base_channels: int = 32
+    base_channels: int = 16
     embedding_dim: int = 128
     image_size: int = 64
     in_channels: int = 3

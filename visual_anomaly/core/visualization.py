@@ -12,6 +12,13 @@ COLORMAPS = {
     'viridis': cv2.COLORMAP_VIRIDIS,
     'hot': cv2.COLORMAP_HOT,
 }
+HEATMAP_GAIN = 8.0  # heatmaps saturate at this multiple of the typical normal reconstruction error
+
+
+def decision_label(is_anomaly: bool, score: float, threshold: float | None = None) -> str:
+    """The banner text of an overlay: ``ANOMALY 4.20 / 3.10`` or ``normal 0.50`` (without a threshold)."""
+    text = f'{"ANOMALY" if is_anomaly else "normal"} {score:.2f}'
+    return text if threshold is None else f'{text} / {threshold:.2f}'
 
 
 def error_heatmap(

@@ -1,0 +1,1 @@
+"""MNIST sanity suite: the seed documents' experiments re-run beside ours."""

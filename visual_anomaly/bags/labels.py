@@ -1,0 +1,109 @@
+"""Ground truth per camera frame: from the ground-truth topic or from a CSV of anomalous intervals.
+
+Both conventions are described in the ``visual_anomaly.bags`` package docstring.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from visual_anomaly.bags.io import GROUND_TRUTH_TOPIC, VECTOR_TYPE, open_bag, stamp_ns, topic_connections
+from visual_anomaly.data.taxonomy import ANOMALY_CLASSES, class_code
+
+ABSOLUTE_TIME_S = 1e8  # interval times at least this large are absolute bag times (auto time base)
+TIME_BASES = ('auto', 'relative', 'absolute')
+_SLACK_S = 1e-6  # a little slack so that an interval typed to the millisecond includes the frames at its ends
+
+
+def read_labels(bag_path: str | os.PathLike, stamps: np.ndarray, topic: str = GROUND_TRUTH_TOPIC) -> np.ndarray:
+    """Class codes (int64, 0 = normal) of the frames stamped ``stamps``, from the ground-truth topic.
+
+    Labels match frames by exact header stamp; frames without one are an error.
+    """
+    bag_path = Path(bag_path)
+    table: dict[int, int] = {}
+    with open_bag(bag_path) as reader:
+        try:
+            connections = topic_connections(reader, bag_path, topic, (VECTOR_TYPE,), VECTOR_TYPE)
+        except ValueError as error:
+            raise ValueError(f'{error}. Without a ground-truth topic, label the frames with an intervals CSV') from None
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = reader.deserialize(raw, connection.msgtype)
+            table[stamp_ns(msg.header)] = int(round(msg.vector.x))
+    stamps = np.asarray(stamps, np.int64)
+    missing = [int(s) for s in stamps if int(s) not in table]
+    if missing:
+        raise ValueError(
+            f'{bag_path}: {len(missing)} of {len(stamps)} frames have no label on {topic} '
+            f"(first at stamp {missing[0]} ns); labels must carry their frame's header stamp"
+        )
+    return np.array([table[int(s)] for s in stamps], np.int64)
+
+
+def _label_code(text: str, where: str) -> int:
+    """The class code of an interval label: any integer, or a class name; ``where`` names the row in errors."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return class_code(text)
+    except ValueError:
+        raise ValueError(
+            f'{where}: unknown label {text!r}; use an integer class code (any positive = anomalous) '
+            f'or one of {", ".join(ANOMALY_CLASSES.values())}'
+        ) from None
+
+
+def read_intervals(csv_path: str | os.PathLike) -> list[tuple[float, float, int]]:
+    """The (start s, end s, class code) rows of a ``start,end,label`` CSV; ``#`` lines and blank lines are skipped."""
+    csv_path = Path(csv_path)
+    with csv_path.open(newline='') as handle:
+        lines = [line for line in handle if line.strip() and not line.lstrip().startswith('#')]
+    reader = csv.DictReader(lines, skipinitialspace=True)
+    columns = [name.strip() for name in reader.fieldnames or []]
+    if not {'start', 'end', 'label'} <= set(columns):
+        raise ValueError(f'{csv_path}: expected the columns start,end,label; found {columns}')
+    intervals = []
+    for number, row in enumerate(reader, start=2):
+        row = {key.strip(): (value or '').strip() for key, value in row.items() if key is not None}
+        where = f'{csv_path} line {number}'
+        try:
+            start, end = float(row['start']), float(row['end'])
+        except ValueError:
+            raise ValueError(f'{where}: start and end must be seconds, got {row["start"]!r}, {row["end"]!r}') from None
+        if end < start:
+            raise ValueError(f'{where}: end {end} is before start {start}')
+        intervals.append((start, end, _label_code(row['label'], where)))
+    return intervals
+
+
+def _uses_absolute_times(intervals: list[tuple[float, float, int]], time_base: str, csv_path: Path) -> bool:
+    absolute = [start >= ABSOLUTE_TIME_S for start, _, _ in intervals]
+    if time_base == 'auto' and intervals and any(absolute) != all(absolute):
+        raise ValueError(f'{csv_path}: mixes absolute (>= {ABSOLUTE_TIME_S:g} s) and relative times')
+    return time_base == 'absolute' or (time_base == 'auto' and any(absolute))
+
+
+def labels_from_intervals(csv_path: str | os.PathLike, stamps: np.ndarray, time_base: str = 'auto') -> np.ndarray:
+    """Class codes of the frames stamped ``stamps`` from a ``start,end,label`` CSV of anomalous intervals.
+
+    ``time_base``: ``relative`` (seconds after the first frame), ``absolute`` (bag time, Unix seconds)
+    or ``auto`` (absolute when the times are >= 1e8 s); see the ``visual_anomaly.bags`` docstring.
+    """
+    if time_base not in TIME_BASES:
+        raise ValueError(f"time_base must be 'auto', 'relative' or 'absolute', got {time_base!r}")
+    stamps = np.asarray(stamps, np.int64)
+    intervals = read_intervals(csv_path)
+    use_absolute = _uses_absolute_times(intervals, time_base, Path(csv_path))
+    origin = 0 if use_absolute or not len(stamps) else int(stamps[0])
+    times_s = (stamps - origin) / 1e9
+    labels = np.zeros(len(stamps), np.int64)
+    for start, end, code in intervals:
+        labels[(times_s >= start - _SLACK_S) & (times_s <= end + _SLACK_S)] = code
+    return labels

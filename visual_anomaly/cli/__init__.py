@@ -1,0 +1,1 @@
+"""Command-line entry points; imported by nothing else in the package."""

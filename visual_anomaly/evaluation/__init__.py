@@ -1,0 +1,1 @@
+"""Evaluation: detection metrics, plots and Markdown reports, shared by bag tools and training."""

@@ -1,0 +1,157 @@
+"""The node's ROS parameters: one table of names, defaults, descriptions and ranges, and their checks.
+
+``ros2 param describe /visual_anomaly <name>`` shows each description; ranges and ``read_only`` are
+enforced by rclpy, the rules between parameters by :func:`validate` (at start-up and on every change).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+
+from visual_anomaly.core import SCORE_KINDS, FrameScorer
+from visual_anomaly.core.visualization import COLORMAPS
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter: its default, what ``ros2 param describe`` says, and its allowed range."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    integer: tuple[int, int] | None = None
+    floating: tuple[float, float] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.integer is not None:
+            low, high = self.integer
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+        if self.floating is not None:
+            low, high = self.floating
+            descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+        return descriptor
+
+
+PARAMETERS = (
+    ParameterSpec(
+        'model_path',
+        '',
+        'Model bundle: .pt, or .onnx (CPU, no PyTorch needed); empty = the model shipped with the package',
+        read_only=True,
+    ),
+    ParameterSpec('device', 'auto', 'auto (CUDA when available), cpu, cuda or cuda:N', read_only=True),
+    ParameterSpec(
+        'backend',
+        'auto',
+        'auto (ONNX Runtime on the CPU when installed, else PyTorch), torch or onnxruntime',
+        read_only=True,
+    ),
+    ParameterSpec(
+        'decision_score',
+        '',
+        f'Score the decision uses: {", ".join(SCORE_KINDS)} '
+        "(the OE scores need a bundle with an OE head); empty = the bundle's",
+    ),
+    ParameterSpec(
+        'threshold', float('nan'), "Decision threshold on the decision score; NaN = the bundle's calibrated threshold"
+    ),
+    ParameterSpec(
+        'compressed', False, 'Subscribe to sensor_msgs/CompressedImage (remap image:=.../compressed)', read_only=True
+    ),
+    ParameterSpec('reliable', False, 'Reliable input QoS instead of best-effort sensor-data QoS', read_only=True),
+    ParameterSpec(
+        'queue_depth',
+        5,
+        'Input QoS depth (frames DDS holds until the node takes them); the node scores only the '
+        'newest frame it holds and counts the others as dropped',
+        read_only=True,
+        integer=(1, 100),
+    ),
+    ParameterSpec('publish_every_n', 1, 'Score every N-th received frame (1 = all)', integer=(1, 1000)),
+    ParameterSpec(
+        'heatmap_size', 256, 'Side of the published heatmap in pixels; 0 = the input frame size', integer=(0, 4096)
+    ),
+    ParameterSpec('heatmap_colormap', 'jet', f'Heatmap colormap: {", ".join(COLORMAPS)}'),
+    ParameterSpec('overlay_alpha', 0.5, 'Heatmap opacity in the overlay image', floating=(0.0, 1.0)),
+    ParameterSpec(
+        'smoothing_window',
+        1,
+        'Temporal smoothing: decide over the last N frames (1 = off)',
+        read_only=True,
+        integer=(1, 100),
+    ),
+    ParameterSpec(
+        'smoothing_min_hits', 1, '... and raise the flag when at least K of them are anomalous', integer=(1, 100)
+    ),
+    ParameterSpec(
+        'publish_marker', False, 'Also publish a visualization_msgs/Marker text with the state', read_only=True
+    ),
+    ParameterSpec(
+        'diagnostics_period', 1.0, 'Seconds between /diagnostics messages', read_only=True, floating=(0.1, 60.0)
+    ),
+    ParameterSpec(
+        'no_input_warning',
+        5.0,
+        'Seconds without frames before the node explains why',
+        read_only=True,
+        floating=(0.5, 600.0),
+    ),
+)
+
+
+def declare_parameters(node: Node) -> dict[str, Any]:
+    """Declare every parameter on ``node``; return their values, or raise ValueError saying which is wrong."""
+    try:
+        values = {
+            spec.name: node.declare_parameter(spec.name, spec.default, spec.descriptor()).value for spec in PARAMETERS
+        }
+    except ParameterException as error:  # a value of the wrong type or out of its range
+        raise ValueError(error.args[0]) from error
+    problem = validate(values)
+    if problem:
+        raise ValueError(problem)
+    return values
+
+
+def validate(values: dict[str, Any]) -> str:
+    """Why the parameter ``values`` do not go together, or '' when they do."""
+    if values['decision_score'] and values['decision_score'] not in SCORE_KINDS:
+        return f'decision_score must be one of {SCORE_KINDS} or empty, got {values["decision_score"]!r}'
+    if values['heatmap_colormap'] not in COLORMAPS:
+        return f'heatmap_colormap must be one of {sorted(COLORMAPS)}, got {values["heatmap_colormap"]!r}'
+    if values['smoothing_min_hits'] > values['smoothing_window']:
+        return 'smoothing_min_hits must not exceed smoothing_window'
+    if math.isinf(values['threshold']):
+        return 'threshold must be finite (or NaN for the calibrated one)'
+    return ''
+
+
+def check_update(
+    settings: dict[str, Any], parameters: Iterable[Any], available_scores: Sequence[str]
+) -> tuple[dict[str, Any], str]:
+    """The settings once ``parameters`` (rclpy Parameters) are set, and why they cannot be ('' when they can)."""
+    changes = {parameter.name: parameter.value for parameter in parameters}
+    values = {**settings, **changes}
+    problem = validate(values)
+    if not problem and values['decision_score'] and values['decision_score'] not in available_scores:
+        problem = f'this model offers decision scores {available_scores}'
+    if not problem and 'threshold' in changes and not math.isfinite(values['threshold']):
+        problem = 'the calibrated threshold cannot be restored at run time; set a number or restart the node'
+    return values, problem
+
+
+def configure_detector(detector: FrameScorer, values: dict[str, Any]) -> None:
+    """Apply the decision score and threshold of ``values`` (empty / NaN = keep the bundle's) to ``detector``."""
+    if values['decision_score']:
+        detector.decision_score = values['decision_score']
+    if math.isfinite(values['threshold']):
+        detector.set_threshold(values['threshold'])
