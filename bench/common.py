@@ -52,7 +52,7 @@ def corridor_frames(count: int, size: int, seed: int = 0) -> np.ndarray:
     from training.world import CorridorWorld
 
     world = CorridorWorld(seed=0, image_size=size)
-    frames, _ = world.patrol(count, np.random.default_rng(seed), anomaly_rate=0.3, speed_m_per_frame=0.1)
+    frames, _, _ = world.patrol(count, np.random.default_rng(seed), anomaly_rate=0.3, speed_m_per_frame=0.1)
     return frames
 
 

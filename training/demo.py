@@ -30,13 +30,20 @@ from visual_anomaly.core import (
     PreprocessingConfig,
     Preprocessor,
     default_model_path,
+    load_bundle,
     resize_frames,
     save_bundle,
 )
+from visual_anomaly.data.hazards import HazardsDataset
+from visual_anomaly.data.taxonomy import ANOMALY_CLASSES, class_name
+from visual_anomaly.evaluation.pixel import pixel_metrics
 from visual_anomaly.ros.live_replay import replay_bag
 
 CORRIDORS = 4  # environments of the default model's world, patrolled in turn
-SPEED_M_PER_FRAME = 0.08
+SPEED_M_PER_FRAME = 0.15  # 1.5 m/s at the camera's 10 Hz
+# Objects come into the patrol's scene this far ahead (out of a door, off a trolley): each stays in view for
+# ~15 frames, so that 30% of 600 frames show a dozen classes or more.
+APPEAR_AHEAD_M = 2.5
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ def train_small_model(out: Path, render_size: int, seed: int = 0, device: str = 
     The threshold is set on 300 frames of a separate, anomaly-free patrol at the camera's size, as
     a user calibrates on a normal recording of the robot that will run the model.
     """
-    normal, _ = generate_frames(1500, seed=2 * seed + 1, image_size=128, world_seed=0)
+    normal, _, _ = generate_frames(1500, seed=2 * seed + 1, image_size=128, world_seed=0)
     train = resize_frames(normal, 'rgb', 64)
     world = CorridorWorld(seed=0, image_size=render_size)
     rng = np.random.default_rng(1000 + seed)
@@ -84,23 +91,39 @@ def train_small_model(out: Path, render_size: int, seed: int = 0, device: str = 
 
 
 def generate_patrol(root: Path, frames: int, anomaly_rate: float, size: int, seed: int) -> list[FrameInfo]:
-    """A patrol through the four corridors of the default model's world, written as a test split."""
+    """A patrol through the four corridors of the default model's world, written as a test split with its masks.
+
+    Each corridor shows its own share of the anomaly classes (all of them, shuffled, dealt out in turn);
+    frames are labelled by what is in view.
+    """
     world = CorridorWorld(seed=0, image_size=size)
     rng = np.random.default_rng(seed)
+    classes = rng.permutation(sorted(set(ANOMALY_CLASSES) - {0}))
     parts = [
         world.patrol(
             frames // CORRIDORS + (i < frames % CORRIDORS),
             rng,
             anomaly_rate,
+            classes=classes[i::CORRIDORS],
             env=i,
             speed_m_per_frame=SPEED_M_PER_FRAME,
+            appear_ahead_m=APPEAR_AHEAD_M,
         )
         for i in range(CORRIDORS)
     ]
     images = np.concatenate([p[0] for p in parts])
     infos = [info for p in parts for info in p[1]]
-    write_split(root, 'test_set', images, infos, seed)
+    write_split(root, 'test_set', images, infos, seed, masks=np.concatenate([p[2] for p in parts]))
     return infos
+
+
+def patrol_pixel_metrics(model: Path, patrol: Path, device: str) -> dict[str, float]:
+    """Pixel ROC-AUC and PRO of the model's error maps on the patrol's frames, against the masks beside them."""
+    split = HazardsDataset(patrol).load('test', progress=False)
+    if split.masks is None:
+        raise FileNotFoundError(f'{patrol}: the patrol has no test_set_masks folder')
+    result = load_bundle(model, device).detect_resized(np.asarray(split.frames))
+    return pixel_metrics(result.error_map, split.masks)
 
 
 def _model(config: DemoConfig, say: Callable[[str], None]) -> Path:
@@ -117,8 +140,8 @@ def _model(config: DemoConfig, say: Callable[[str], None]) -> Path:
 def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> dict:
     """Run the demo's four steps (announced through ``say``); returns the summary also written to summary.json.
 
-    The summary holds the model, the patrol's frame counts, the offline ROC-AUC, the live replay's
-    metrics (``live``) and the wall time in seconds.
+    The summary holds the model, the patrol's frame counts and anomaly classes, the offline ROC-AUC
+    and pixel-level metrics (``offline_pixel``), the live replay's metrics (``live``) and the wall time in seconds.
     """
     started = time.perf_counter()
     out = config.out
@@ -138,7 +161,9 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> dict:
         'model': str(model),
         'frames': len(infos),
         'anomalous_frames': sum(info.label > 0 for info in infos),
+        'anomaly_classes': sorted({class_name(info.label) for info in infos if info.label > 0}),
         'offline_roc_auc': offline['evaluation'][offline['decision_score']]['overall']['roc_auc'],
+        'offline_pixel': patrol_pixel_metrics(model, out / 'patrol', config.device),
         'live': live,
         'seconds': round(time.perf_counter() - started, 1),
     }

@@ -33,7 +33,7 @@ DEFAULT_PT, DEFAULT_ONNX = REPO / 'models' / 'default.pt', REPO / 'models' / 'de
 def corridor64() -> np.ndarray:
     """64x64 patrol frames, a third of them anomalous: the default model's world."""
     world = CorridorWorld(seed=0, image_size=64)
-    frames, _ = world.patrol(64, np.random.default_rng(3), anomaly_rate=0.3, speed_m_per_frame=0.1)
+    frames, _, _ = world.patrol(64, np.random.default_rng(3), anomaly_rate=0.3, speed_m_per_frame=0.1)
     return frames
 
 

@@ -1,4 +1,4 @@
-"""The Hazards&Robots layout loader on small generated datasets: labels, cache, bad files, both layouts."""
+"""The Hazards&Robots layout loader on small generated datasets: labels, masks, cache, bad files, both layouts."""
 
 import csv
 import logging
@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from training.world import write_hazards_layout
+from training.world import generate_frames, write_hazards_layout, write_split
 from visual_anomaly.core.preprocessing import resize_frame
 from visual_anomaly.data.hazards import HazardsDataset, reduced_decode_flag
+from visual_anomaly.data.masks import mask_path, read_masks
 
 COUNTS = {'train': 6, 'validation': 3, 'test': 8, 'outliers': 4}
 CSVS = {
@@ -54,10 +55,13 @@ def test_every_split_loads_with_csv_metadata(root: Path):
         if kind in ('train', 'validation'):
             assert not loaded.labels.any() and not loaded.difficulty.any()
             assert loaded.env.tolist() == [int(row['env']) for row in rows]
+            assert loaded.masks is None  # normal frames: no masks written
         else:
             assert loaded.labels.tolist() == [int(row['label']) for row in rows]
             assert loaded.difficulty.tolist() == [int(row['difficulty']) for row in rows]
             assert loaded.env is None
+            assert loaded.masks.shape == (count, 64, 64) and loaded.masks.dtype == bool
+            np.testing.assert_array_equal(loaded.masks.any(axis=(1, 2)), loaded.labels > 0)
         assert np.abs(loaded.frames.astype(np.int16) - direct(loaded.paths)).mean() < 3
     assert (dataset.load('test', progress=False).labels != 0).any()
     assert (dataset.load('outliers', progress=False).labels != 0).all()
@@ -105,6 +109,8 @@ def test_bad_files_are_reported_and_skipped_with_their_labels(root: Path, caplog
         assert loaded.labels.tolist() == [int(rows[i]['label']) for i in kept]
         assert loaded.difficulty.tolist() == [int(rows[i]['difficulty']) for i in kept]
         assert np.abs(loaded.frames.astype(np.int16) - direct(loaded.paths)).mean() < 3
+        every_mask = read_masks(HazardsDataset(root).split('test').paths)
+        np.testing.assert_array_equal(loaded.masks, every_mask[kept])  # the bad frames' masks went too
         caplog.clear()
 
 
@@ -147,3 +153,34 @@ def test_missing_csv_is_a_clear_error_except_for_normal_splits(root: Path):
     assert train.csv is None and train.env is None and not train.labels.any() and len(train.paths) == COUNTS['train']
     with pytest.raises(FileNotFoundError, match='expected some of'):
         HazardsDataset(root / 'metadata')
+
+
+def test_masks_round_trip_through_the_layout(tmp_path: Path):
+    frames, infos, masks = generate_frames(10, seed=5, image_size=128, anomaly_fraction=0.5, classes=[9, 12])
+    assert masks.any(axis=(1, 2)).sum() == 5
+    write_split(tmp_path, 'test_set', frames, infos, masks=masks)
+    loaded = HazardsDataset(tmp_path).load('test', progress=False)
+    np.testing.assert_array_equal(loaded.masks, masks)
+    np.testing.assert_array_equal(loaded.labels, [info.label for info in infos])
+    first = loaded.paths[0]
+    assert mask_path(first) == tmp_path / 'test_set_masks' / 'frame_000000.png'
+    with pytest.raises(ValueError, match='10 masks for 9 frames'):
+        write_split(tmp_path, 'test_set', frames[:9], infos[:9], masks=masks)
+
+
+def test_masks_of_any_size_are_read_at_the_model_size(tmp_path: Path):
+    frames, infos, _ = generate_frames(3, seed=1, image_size=256)
+    write_split(tmp_path, 'test_set', frames, infos)
+    (tmp_path / 'test_set_masks').mkdir()
+    full = np.zeros((256, 256), np.uint8)
+    full[40:48, 100] = 255  # a line a quarter of a model pixel wide: counts
+    full[200, 200] = 255  # a sixteenth of one: does not
+    cv2.imwrite(str(tmp_path / 'test_set_masks' / 'frame_000000.png'), full)
+    (tmp_path / 'test_set_masks' / 'frame_000001.png').write_bytes(b'not a png')
+    with pytest.raises(ValueError, match=r'frame_000001\.png'):
+        HazardsDataset(tmp_path).load('test', progress=False)
+    (tmp_path / 'test_set_masks' / 'frame_000001.png').unlink()  # a frame without a mask has nothing marked
+    masks = HazardsDataset(tmp_path).load('test', progress=False).masks
+    expected = np.zeros((3, 64, 64), bool)
+    expected[0, 10:12, 25] = True
+    np.testing.assert_array_equal(masks, expected)

@@ -21,7 +21,7 @@ MODEL = REPO / 'models' / 'default.pt'
 @pytest.fixture(scope='module')
 def patrol_bag(tmp_path_factory):
     root = tmp_path_factory.mktemp('replay') / 'patrol'
-    frames, infos = CorridorWorld(seed=0, image_size=128).patrol(
+    frames, infos, _ = CorridorWorld(seed=0, image_size=128).patrol(
         40, np.random.default_rng(2), anomaly_rate=0.4, classes=[7, 9, 11], speed_m_per_frame=0.15
     )
     write_split(root, 'test_set', frames, infos)

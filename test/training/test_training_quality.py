@@ -25,8 +25,8 @@ N_TRAIN, N_VAL, N_TEST, EPOCHS = 800, 200, 300, 16
 @pytest.mark.slow
 def test_small_detector_separates_normal_from_anomalous_frames():
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    normal, _ = generate_frames(N_TRAIN + N_VAL, seed=1, image_size=128, n_environments=1)
-    test, info = generate_frames(
+    normal, _, _ = generate_frames(N_TRAIN + N_VAL, seed=1, image_size=128, n_environments=1)
+    test, info, _ = generate_frames(
         N_TEST, seed=2, image_size=128, anomaly_fraction=0.5, classes=LARGE_CLASSES, n_environments=1
     )
     labels = np.array([i.label for i in info]) > 0

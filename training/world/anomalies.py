@@ -261,8 +261,8 @@ _CLASS_DRAWERS: dict[str, Drawer] = {
 DRAWERS: dict[int, Drawer] = {class_code(name): drawer for name, drawer in _CLASS_DRAWERS.items()}
 
 
-def draw_anomaly(image: np.ndarray, env: Environment, pose: Pose, focal: float, anomaly: Anomaly) -> float:
-    """Draw ``anomaly`` into ``image`` seen from ``pose``; return the fraction of the frame it covers."""
+def draw_anomaly(image: np.ndarray, env: Environment, pose: Pose, focal: float, anomaly: Anomaly) -> np.ndarray:
+    """Draw ``anomaly`` into ``image`` seen from ``pose``; return the share of each pixel it covers (uint8, x 255)."""
     painter = Painter(image, pose, focal, attenuation=15.0)
     DRAWERS[anomaly.label](painter, anomaly, env, np.random.default_rng(anomaly.seed))
-    return float(painter.covered.mean())
+    return painter.covered

@@ -6,12 +6,16 @@ walls, ceiling, tiles, doors, skirting, ceiling lights and their reflections), o
 projected and drawn on top, then lighting changes, vignetting, sensor noise and JPEG compression
 are applied. Everything is deterministic given the seed; :mod:`training.world.dataset` writes the
 on-disk layout of the real dataset so the same loader reads both.
+
+Ground truth follows visibility: the renderer knows which pixels an anomaly painted, and a frame is
+anomalous when they cover at least ``MIN_VISIBLE_FRACTION`` of the 64x64 frame the detector scores
+(:func:`visible_ground_truth`); frames come with that 64x64 mask (empty for a normal frame).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -21,27 +25,46 @@ from training.world.background import camera_rays, render_background
 from training.world.scene import (
     CAMERA_HEIGHT_M,
     HORIZONTAL_FOV_DEG,
+    MIN_VISIBLE_FRACTION,
     TRICKY_AREA_FRACTION,
     Anomaly,
+    Environment,
     FrameInfo,
     Pose,
     camera_rotation,
     make_environment,
 )
+from visual_anomaly.data.masks import MASK_SIZE, resize_mask
 from visual_anomaly.data.taxonomy import ANOMALY_CLASSES, class_code
 
 _HUMAN, _DOOR, _TROLLEY = (class_code(name) for name in ('human', 'door', 'trolley'))
-_VISIBLE_NEAR_M, _VISIBLE_FAR_M = 1.0, 5.0  # a patrol frame is labelled with the object this far ahead
+_PLACEMENT_TRIES = 10  # render() places an object this many times at most to get it in view
+_PASSED_M = 1.5  # a patrol's object leaves the scene when the robot is this far past it
 
 
 def anomaly_classes(classes: Sequence[int] | None) -> list[int]:
     """``classes`` as a list, or every anomaly class of the taxonomy when None or empty."""
-    return list(classes or range(1, len(ANOMALY_CLASSES)))
+    chosen = [] if classes is None else [int(code) for code in classes]
+    return chosen or list(range(1, len(ANOMALY_CLASSES)))
 
 
-def _frame_info(label: int, env: int, coverage: float, camera_z: float) -> FrameInfo:
+def visible_ground_truth(label: int, painted: np.ndarray) -> tuple[int, np.ndarray]:
+    """The label and 64x64 mask of a frame where an anomaly of class ``label`` covers ``painted`` of each pixel.
+
+    ``painted`` (frame size, as :meth:`CorridorWorld.render_pose` returns it) becomes a :data:`MASK_SIZE`
+    mask by :func:`resize_mask`: the model pixels at least a quarter covered. When the mask covers less
+    than ``MIN_VISIBLE_FRACTION`` of the frame (or ``label`` is 0) the frame is normal: label 0, empty mask.
+    """
+    mask = resize_mask(painted, MASK_SIZE)
+    if not label or mask.mean() < MIN_VISIBLE_FRACTION:
+        return 0, np.zeros_like(mask)
+    return label, mask
+
+
+def _frame_info(label: int, env: int, mask: np.ndarray, camera_z: float) -> FrameInfo:
+    coverage = float(mask.mean())
     difficulty = int(bool(label) and coverage < TRICKY_AREA_FRACTION)
-    return FrameInfo(label=label, env=env, difficulty=difficulty, camera_z=camera_z)
+    return FrameInfo(label=label, env=env, difficulty=difficulty, camera_z=camera_z, coverage=coverage)
 
 
 class CorridorWorld:
@@ -100,28 +123,39 @@ class CorridorWorld:
 
     def render_pose(
         self, rng: np.random.Generator, env: int, pose: Pose, anomalies: Sequence[Anomaly] = ()
-    ) -> tuple[np.ndarray, float]:
-        """Render the corridor from ``pose`` with ``anomalies``; return the RGB frame and their coverage."""
-        environment = self.environments[env]
-        image = render_background(environment, pose, self._rays, self.seed)
-        coverage = 0.0
-        for anomaly in sorted(anomalies, key=lambda a: -(a.z - pose.z)):
-            coverage += draw_anomaly(image, environment, pose, self.focal, anomaly)
-        return self._finish(image, rng), coverage
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Render the corridor from ``pose`` with ``anomalies``; the RGB frame and the share of each pixel they cover.
+
+        The share is uint8, 255 = fully covered (anti-aliased edges in between); a pixel the anomalies
+        left unchanged is 0.
+        """
+        image = render_background(self.environments[env], pose, self._rays, self.seed)
+        painted = self._draw(image, self.environments[env], pose, anomalies)
+        return self._finish(image, rng), painted
 
     def render(
         self, rng: np.random.Generator, label: int = 0, env: int | None = None, camera_z: float | None = None
-    ) -> tuple[np.ndarray, FrameInfo]:
-        """One RGB frame (uint8, image_size x image_size x 3) showing anomaly class ``label`` (0 = none)."""
+    ) -> tuple[np.ndarray, FrameInfo, np.ndarray]:
+        """One RGB frame (uint8, image_size x image_size x 3) showing anomaly class ``label`` (0 = none).
+
+        The object is placed again (up to ``_PLACEMENT_TRIES`` times) until it is in view; returns the
+        frame, its ground truth and its 64x64 mask (see :func:`visible_ground_truth`).
+        """
         env = int(rng.integers(len(self.environments))) if env is None else env
         camera_z = float(rng.uniform(0, 500)) if camera_z is None else camera_z
         pose = self.random_pose(rng, env, camera_z)
-        anomalies = []
-        if label:
+        environment = self.environments[env]
+        background = render_background(environment, pose, self._rays, self.seed)
+        image, painted = background, np.zeros(background.shape[:2], np.uint8)
+        for _ in range(_PLACEMENT_TRIES if label else 0):
             ahead = rng.uniform(2.0, 4.0) if label in (_HUMAN, _DOOR, _TROLLEY) else rng.uniform(1.0, 2.5)
-            anomalies.append(self.place_anomaly(rng, label, env, camera_z + ahead))
-        frame, coverage = self.render_pose(rng, env, pose, anomalies)
-        return frame, _frame_info(label, env, coverage, camera_z)
+            anomaly = self.place_anomaly(rng, label, env, camera_z + ahead)
+            image = background.copy()
+            painted = self._draw(image, environment, pose, [anomaly])
+            if visible_ground_truth(label, painted)[0]:
+                break
+        label, mask = visible_ground_truth(label, painted)
+        return self._finish(image, rng), _frame_info(label, env, mask, camera_z), mask
 
     def patrol(
         self,
@@ -131,33 +165,50 @@ class CorridorWorld:
         classes: Sequence[int] | None = None,
         env: int = 0,
         speed_m_per_frame: float = 0.05,
-    ) -> tuple[np.ndarray, list[FrameInfo]]:
+        appear_ahead_m: float = 5.0,
+    ) -> tuple[np.ndarray, list[FrameInfo], np.ndarray]:
         """A temporally coherent stream: the robot drives down the corridor and passes anomalies.
 
-        Anomalies are placed ahead of the robot so that about ``anomaly_rate`` of the frames show
-        one; a frame is labelled with the class of the object in view (1 to 5 m ahead).
+        One object at a time comes into the scene ``appear_ahead_m`` ahead and leaves it once passed;
+        the gaps between objects are drawn so that about ``anomaly_rate`` of the frames show one
+        (see :func:`_frames_to_next`). Classes come in turn, in a random order. Returns the frames,
+        their ground truth and their 64x64 masks: a frame is labelled with the object's class only
+        while the object is in view (:func:`visible_ground_truth`).
         """
         if not 0.0 <= anomaly_rate < 1.0:
             raise ValueError(f'anomaly_rate must be in [0, 1), got {anomaly_rate}')
-        classes = anomaly_classes(classes)
+        turns = _class_turns(rng, anomaly_classes(classes))
         frames = np.empty((n_frames, self.image_size, self.image_size, 3), np.uint8)
+        masks = np.zeros((n_frames, MASK_SIZE, MASK_SIZE), bool)
         infos: list[FrameInfo] = []
         z, x, yaw = float(rng.uniform(0, 100)), 0.0, 0.0
         anomaly: Anomaly | None = None
-        next_anomaly_z = z + _gap(rng, anomaly_rate) + _VISIBLE_FAR_M
+        next_entry = n_frames  # the first object enters within a typical gap (objects stay in view ~appear_ahead_m)
+        if anomaly_rate > 0:
+            next_entry = int(rng.integers(round(appear_ahead_m / speed_m_per_frame * (1 / anomaly_rate - 1)) + 1))
         half = self.environments[env].width / 2
         for i in range(n_frames):
-            if anomaly is None and anomaly_rate > 0 and z + _VISIBLE_FAR_M >= next_anomaly_z:
-                anomaly = self.place_anomaly(rng, int(rng.choice(classes)), env, next_anomaly_z)
+            if anomaly is None and i >= next_entry:
+                anomaly = self.place_anomaly(rng, next(turns), env, z + appear_ahead_m)
             x, yaw, pose = _drive(rng, x, yaw, z, half, speed_m_per_frame)
-            frames[i], coverage = self.render_pose(rng, env, pose, [anomaly] if anomaly is not None else [])
-            in_view = anomaly is not None and _VISIBLE_NEAR_M <= anomaly.z - z <= _VISIBLE_FAR_M
-            infos.append(_frame_info(anomaly.label if in_view else 0, env, coverage, z))
+            frames[i], painted = self.render_pose(rng, env, pose, [anomaly] if anomaly is not None else [])
+            label, masks[i] = visible_ground_truth(anomaly.label if anomaly is not None else 0, painted)
+            infos.append(_frame_info(label, env, masks[i], z))
             z += speed_m_per_frame
-            if anomaly is not None and anomaly.z - z < _VISIBLE_NEAR_M - 0.5:  # passed it: plan the next one
+            if anomaly is not None and anomaly.z < z - _PASSED_M:
                 anomaly = None
-                next_anomaly_z = z + _gap(rng, anomaly_rate) + _VISIBLE_FAR_M
-        return frames, infos
+                anomalous = sum(info.label > 0 for info in infos)
+                next_entry = i + 1 + _frames_to_next(rng, i + 1, anomalous, anomaly_rate)
+        return frames, infos, masks
+
+    def _draw(
+        self, image: np.ndarray, environment: Environment, pose: Pose, anomalies: Sequence[Anomaly]
+    ) -> np.ndarray:
+        """Draw ``anomalies`` into ``image``, farthest first; the share of each pixel they cover (uint8, x 255)."""
+        painted = np.zeros(image.shape[:2], np.uint8)
+        for anomaly in sorted(anomalies, key=lambda a: -(a.z - pose.z)):
+            np.maximum(painted, draw_anomaly(image, environment, pose, self.focal, anomaly), out=painted)
+        return painted
 
     def _finish(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Lighting gain, vignetting, sensor noise and JPEG compression."""
@@ -188,8 +239,16 @@ def _drive(
     return x, yaw, pose
 
 
-def _gap(rng: np.random.Generator, rate: float) -> float:
-    """Distance to the next anomaly, so that about ``rate`` of the patrol frames show one."""
-    if rate <= 0:
-        return math.inf
-    return float(rng.exponential((_VISIBLE_FAR_M - _VISIBLE_NEAR_M) * (1 - rate) / rate))
+def _class_turns(rng: np.random.Generator, classes: Sequence[int]) -> Iterator[int]:
+    """``classes`` in turn, endlessly, each round in a new random order."""
+    while True:
+        yield from (int(code) for code in rng.permutation(classes))
+
+
+def _frames_to_next(rng: np.random.Generator, frames: int, anomalous: int, rate: float) -> int:
+    """Normal frames before the next object enters: what brings the anomalous share back to ``rate``, jittered.
+
+    Objects differ in how long they stay in view, so the gap makes up for the frames seen so far.
+    """
+    needed = anomalous * (1 - rate) / rate - (frames - anomalous)
+    return max(0, round(needed * rng.uniform(0.5, 1.5)))

@@ -11,6 +11,7 @@ import numpy as np
 
 from training.world.corridor import CorridorWorld, anomaly_classes
 from training.world.scene import FrameInfo
+from visual_anomaly.data.masks import MASK_SIZE, write_mask
 
 
 def generate_frames(
@@ -23,11 +24,14 @@ def generate_frames(
     world_seed: int = 0,
     n_environments: int = 4,
     jpeg_quality: tuple[int, int] | None = (70, 95),
-) -> tuple[np.ndarray, list[FrameInfo]]:
+) -> tuple[np.ndarray, list[FrameInfo], np.ndarray]:
     """``n`` independent frames, ``round(n * anomaly_fraction)`` of them anomalous (classes cycled), shuffled.
 
     ``world_seed`` fixes the corridors; ``seed`` the sampled poses, lighting and anomalies, so that
-    training and test sets drawn with different seeds show the same building.
+    training and test sets drawn with different seeds show the same building. Returns the RGB frames,
+    their ground truth and their (n, 64, 64) bool masks (True where the anomaly is visible). An
+    anomalous frame's object is placed until it is in view; one that never gets there (rare) leaves a
+    normal frame, so count anomalies by ``label`` rather than trusting ``anomaly_fraction``.
     """
     if not 0.0 <= anomaly_fraction <= 1.0:
         raise ValueError(f'anomaly_fraction must be in [0, 1], got {anomaly_fraction}')
@@ -39,11 +43,12 @@ def generate_frames(
     labels[:n_anomalous] = [classes[i % len(classes)] for i in range(n_anomalous)]
     labels = rng.permutation(labels)
     frames = np.empty((n, image_size, image_size, 3), np.uint8)
+    masks = np.empty((n, MASK_SIZE, MASK_SIZE), bool)
     infos = []
     for i, label in enumerate(labels):
-        frames[i], info = world.render(rng, int(label))
+        frames[i], info, masks[i] = world.render(rng, int(label))
         infos.append(info)
-    return frames, infos
+    return frames, infos, masks
 
 
 def _write_images(folder: Path, frames: np.ndarray, rng: np.random.Generator, quality: tuple[int, int]) -> list[str]:
@@ -81,12 +86,23 @@ def write_split(
     infos: Sequence[FrameInfo],
     seed: int = 0,
     jpeg_quality: tuple[int, int] = (70, 95),
+    *,
+    masks: np.ndarray | None = None,
 ) -> Path:
-    """Write RGB ``frames`` as ``root/split/frame_NNNNNN.jpg`` and their CSV in ``root/metadata``."""
+    """Write RGB ``frames`` as ``root/split/frame_NNNNNN.jpg`` and their CSV in ``root/metadata``.
+
+    ``masks`` (bool, one per frame) go to ``root/split_masks/frame_NNNNNN.png``, white = anomalous
+    (:mod:`visual_anomaly.data.masks`).
+    """
     if split not in _SPLIT_CSV:
         raise ValueError(f'split must be one of {sorted(_SPLIT_CSV)}, got {split!r}')
+    if masks is not None and len(masks) != len(frames):
+        raise ValueError(f'{len(masks)} masks for {len(frames)} frames')
     root = Path(root)
     names = _write_images(root / split, frames, np.random.default_rng(seed), jpeg_quality)
+    if masks is not None:
+        for name, mask in zip(names, masks, strict=True):
+            write_mask(root / split / name, mask)
     csv_name, header = _SPLIT_CSV[split]
     fields = {'frame': None, 'env': 'env', 'label': 'label', 'difficulty': 'difficulty'}
     rows = [
@@ -115,7 +131,8 @@ def write_hazards_layout(
 
     ``train_set/`` and ``validation_set/`` hold normal frames, ``test_set/`` normal and anomalous
     frames of ``test_classes``, ``outliers_set/`` anomalous frames of ``outlier_classes`` for outlier
-    exposure; ``metadata/`` holds the label and environment CSVs in sorted file order.
+    exposure; ``metadata/`` holds the label and environment CSVs in sorted file order. The test and
+    outliers frames have their 64x64 masks in ``test_set_masks/`` and ``outliers_set_masks/``.
     """
     splits = {
         'train_set': (n_train, 0.0, None),
@@ -124,7 +141,7 @@ def write_hazards_layout(
         'outliers_set': (n_outliers, 1.0, outlier_classes),
     }
     for offset, (split, (count, fraction, classes)) in enumerate(splits.items()):
-        frames, infos = generate_frames(
+        frames, infos, masks = generate_frames(
             count,
             seed * 10 + offset + 1,
             image_size=image_size,
@@ -133,5 +150,6 @@ def write_hazards_layout(
             world_seed=seed,
             jpeg_quality=None,
         )
-        write_split(root, split, frames, infos, seed * 10 + offset, jpeg_quality)
+        with_masks = split in ('test_set', 'outliers_set')
+        write_split(root, split, frames, infos, seed * 10 + offset, jpeg_quality, masks=masks if with_masks else None)
     return Path(root)

@@ -20,7 +20,7 @@ class Painter:
         self.focal = focal
         self.center = image.shape[1] / 2.0
         self.attenuation = attenuation
-        self.covered = np.zeros(image.shape[:2], np.uint8)  # 1 where something was drawn
+        self.covered = np.zeros(image.shape[:2], np.uint8)  # share of each pixel drawn over, anti-aliased, x 255
 
     def to_camera(self, points: np.ndarray) -> np.ndarray:
         offset = np.asarray(points, np.float32) - np.array([self.pose.x, self.pose.y, self.pose.z], np.float32)
@@ -51,7 +51,7 @@ class Painter:
             layer = self.image.copy()
             cv2.fillPoly(layer, contour, shaded, cv2.LINE_AA, shift=4)
             cv2.addWeighted(layer, alpha, self.image, 1.0 - alpha, 0.0, dst=self.image)
-        cv2.fillPoly(self.covered, contour, 1, cv2.LINE_8, shift=4)
+        cv2.fillPoly(self.covered, contour, 255, cv2.LINE_AA, shift=4)
 
     def polyline(self, points: np.ndarray, color: Sequence[float], width_m: float, light: float = 1.0) -> None:
         cam = self.to_camera(points)
@@ -65,7 +65,7 @@ class Painter:
         shaded = self._shade(color, points, light)
         curve = [np.round(pixels * 16).astype(np.int32)]
         cv2.polylines(self.image, curve, False, shaded, thickness, cv2.LINE_AA, shift=4)
-        cv2.polylines(self.covered, curve, False, 1, thickness, cv2.LINE_8, shift=4)
+        cv2.polylines(self.covered, curve, False, 255, thickness, cv2.LINE_AA, shift=4)
 
     def box(self, center: Sequence[float], size: Sequence[float], yaw: float, color: Sequence[float]) -> None:
         """An axis-aligned-in-yaw cuboid standing on ``center`` (bottom face centre), visible faces shaded."""
@@ -105,4 +105,4 @@ class Painter:
         shaded = self._shade(color, point, 1.0)
         centre = tuple(int(v) for v in np.round(pixels[0]))
         cv2.circle(self.image, centre, radius, shaded, -1, cv2.LINE_AA)
-        cv2.circle(self.covered, centre, radius, 1, -1)
+        cv2.circle(self.covered, centre, radius, 255, -1, cv2.LINE_AA)

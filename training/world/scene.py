@@ -8,19 +8,27 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from visual_anomaly.data.masks import MASK_SIZE
+
 CAMERA_HEIGHT_M = 0.3
 HORIZONTAL_FOV_DEG = 90.0
-TRICKY_AREA_FRACTION = 0.01  # anomalies covering less of the frame than this are marked difficulty 1
+#: A frame is anomalous when its anomaly covers at least this share of the 64x64 frame the detector
+#: scores (4 of its 4,096 pixels, each counted when at least a quarter of its area shows the anomaly);
+#: below that the object is out of view or too small to see, and the frame is normal with an empty mask.
+MIN_VISIBLE_PIXELS = 4
+MIN_VISIBLE_FRACTION = MIN_VISIBLE_PIXELS / MASK_SIZE**2
+TRICKY_AREA_FRACTION = 0.01  # visible anomalies covering less of the 64x64 frame than this are difficulty 1
 
 
 @dataclass(frozen=True)
 class FrameInfo:
-    """Ground truth of one rendered frame."""
+    """Ground truth of one rendered frame: ``label`` is the class of the visible anomaly, 0 when none is visible."""
 
     label: int
     env: int
     difficulty: int  # 1 = small or low-contrast ("tricky"), as in the dataset's metadata
     camera_z: float  # robot position along the corridor, metres
+    coverage: float  # share of the 64x64 frame the visible anomaly covers (0 for a normal frame)
 
 
 @dataclass(frozen=True)

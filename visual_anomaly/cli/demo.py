@@ -45,6 +45,12 @@ def print_summary(summary: dict, out: Path) -> None:
         f'{detection["threshold"]:.2f} (precision {detection["precision"]:.3f}, recall {detection["recall"]:.3f}); '
         f'offline ROC-AUC {summary["offline_roc_auc"]:.3f}'
     )
+    pixel, classes = summary['offline_pixel'], summary['anomaly_classes']
+    print(
+        f'patrol: {summary["anomalous_frames"]} of {summary["frames"]} frames show an anomaly '
+        f'({summary["anomalous_frames"] / summary["frames"]:.0%}, {len(classes)} classes); offline pixel level: '
+        f'ROC-AUC {pixel["roc_auc"]:.3f}, PRO {pixel["pro"]:.3f}'
+    )
     print(
         f'frames: {live["frames_published"]} published, {counters.get("processed", 0)} processed, '
         f'{counters.get("dropped", 0)} dropped, {counters.get("rejected", 0)} rejected, '

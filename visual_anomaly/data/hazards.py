@@ -20,6 +20,9 @@ returned as written; that release may number its classes differently (see its ``
 Columns: ``label`` (required for test and outliers; train and validation frames are normal, so
 their labels default to 0 and their CSV is optional), ``difficulty`` (default 0), ``env`` (optional).
 A ``frame`` column, when present, must name the sorted files (file name or stem).
+
+Per-pixel masks are optional: a ``<split folder>_masks`` folder beside a split holds one PNG per frame
+(:mod:`visual_anomaly.data.masks`); :meth:`HazardsDataset.load` returns them at 64x64 when present.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from tqdm.auto import tqdm
 
 from visual_anomaly.core.preprocessing import resize_frame
 from visual_anomaly.data.images import decode_image
+from visual_anomaly.data.masks import read_masks
 
 SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
     'train': ('train_set', 'training_set'),
@@ -71,7 +75,10 @@ class SplitIndex:
 
 @dataclass(frozen=True)
 class CachedSplit:
-    """Decoded frames, (N, S, S, 3) uint8 RGB memory-mapped read-only, with metadata aligned to them."""
+    """Decoded frames, (N, S, S, 3) uint8 RGB memory-mapped read-only, with metadata aligned to them.
+
+    ``masks``: (N, S, S) bool per-pixel ground truth (True = anomalous), None when the split has none.
+    """
 
     frames: np.ndarray
     labels: np.ndarray
@@ -79,6 +86,7 @@ class CachedSplit:
     env: np.ndarray | None
     paths: list[Path]
     bad_files: list[Path]
+    masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -149,7 +157,8 @@ class HazardsDataset:
         """Split ``kind`` decoded to ``image_size`` RGB, cached in ``cache_dir`` (default ``<root>/.cache_<size>``).
 
         The cache is reused while the folder's file names, sizes and mtimes are unchanged. Files that
-        cannot be decoded are logged, listed in ``bad_files`` and dropped together with their metadata.
+        cannot be decoded are logged, listed in ``bad_files`` and dropped together with their metadata
+        and masks. Masks, when the split has them, are read at ``image_size`` each time (they are small).
         """
         index = self.split(kind)
         cache_dir = Path(cache_dir) if cache_dir is not None else self.root / f'.cache_{image_size}'
@@ -158,13 +167,15 @@ class HazardsDataset:
         for name, reason in bad.items():
             logger.warning('skipping bad frame %s: %s', index.folder / name, reason)
         keep = np.array([path.name not in bad for path in index.paths])
+        kept_paths = [path for path, kept in zip(index.paths, keep, strict=True) if kept]
         return CachedSplit(
             frames=frames,
             labels=index.labels[keep],
             difficulty=index.difficulty[keep],
             env=None if index.env is None else index.env[keep],
-            paths=[path for path, kept in zip(index.paths, keep, strict=True) if kept],
+            paths=kept_paths,
             bad_files=[path for path, kept in zip(index.paths, keep, strict=True) if not kept],
+            masks=read_masks(kept_paths, image_size, workers),
         )
 
     def _find_csv(self, kind: str, folder: Path) -> Path | None:
