@@ -110,3 +110,20 @@ def test_device_choices(caplog):
     for bad in ('gpu', 'cuda:x', '', 'cpu:0'):
         with pytest.raises(ValueError, match='device'):
             resolve_device(bad)
+
+
+def test_calibration_on_too_few_frames_warns_or_with_strict_refuses(small_detector, frames64, caplog):
+    normal = np.concatenate([frames64] * 5)  # 60 frames, as a short patrol's validation split
+    with caplog.at_level(logging.WARNING, logger='visual_anomaly.core.scoring'):
+        calibration = small_detector.calibrate(normal, fpr=0.01)
+    assert '60 normal frames are too few' in caplog.text and 'at least 1000' in caplog.text
+    threshold = calibration.thresholds['local']
+    assert (threshold.frames, threshold.target) == (60, 0.01)
+    assert threshold.fpr_interval == pytest.approx((0.00042, 0.0596), abs=1e-4)  # the largest score's
+    with pytest.raises(ValueError, match='60 normal frames are too few'):
+        small_detector.calibrate(normal, fpr=0.01, strict=True)
+    assert small_detector.calibration is calibration  # a refused calibration changes nothing
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger='visual_anomaly.core.scoring'):
+        small_detector.calibrate(normal, fpr=1 / 6, strict=True)  # 10 of 60 frames above the threshold
+    assert caplog.text == ''

@@ -32,6 +32,8 @@ def test_the_defaults_are_valid_and_every_parameter_is_described():
         ({'threshold': math.inf}, 'threshold must be finite'),
         ({'decision_score': 'oe'}, 'this model offers decision scores'),
         ({'threshold': math.nan}, 'the calibrated threshold cannot be restored'),
+        ({'calibration_frames': 999}, 'calibration_frames: 999 normal frames are too few'),
+        ({'calibration_fpr': 0.001}, 'at least 10000'),
     ],
 )
 def test_updates_that_do_not_fit_are_refused_with_the_reason(changes, reason):
@@ -47,8 +49,17 @@ def test_an_accepted_update_keeps_the_other_settings():
 
 def test_configure_detector_keeps_the_bundles_choices_for_empty_and_nan():
     calls = []
-    detector = SimpleNamespace(decision_score='fused', set_threshold=calls.append)
+    detector = SimpleNamespace(decision_score='fused', set_threshold=calls.append, is_calibrated=False)
     configure_detector(detector, DEFAULTS)
     assert (detector.decision_score, calls) == ('fused', [])
     configure_detector(detector, {**DEFAULTS, 'decision_score': 'local', 'threshold': 2.5})
     assert (detector.decision_score, calls) == ('local', [2.5])
+
+
+def test_setting_the_threshold_it_already_has_keeps_the_detectors_record_of_it():
+    calls = []
+    detector = SimpleNamespace(decision_score='fused', set_threshold=calls.append, is_calibrated=True, threshold_=2.5)
+    configure_detector(detector, {**DEFAULTS, 'threshold': 2.5})  # what ~/calibrate does after calibrating
+    assert calls == []
+    configure_detector(detector, {**DEFAULTS, 'threshold': 3.0})
+    assert calls == [3.0]

@@ -195,3 +195,46 @@ def _read_payload(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise BundleError(f'{path}: model bundle metadata is missing or corrupt ({error})') from error
     return payload, metadata
+
+
+def check_recalibrated_path(source: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Raise :class:`BundleError` unless ``out`` can receive bundle ``source`` re-calibrated (see
+    :func:`save_recalibrated`): the same format, and not ``source`` itself."""
+    source, out = Path(source), Path(out)
+    if out.suffix != source.suffix:
+        raise BundleError(f'{out}: a re-calibrated {source.suffix} bundle must be written as {source.suffix} too')
+    if out.exists() and out.resolve() == source.resolve():
+        raise BundleError(f'{out}: would overwrite the bundle being re-calibrated; write it to another file')
+
+
+def save_recalibrated(
+    source: str | os.PathLike, out: str | os.PathLike, scorer: FrameScorer, note: dict[str, Any] | None = None
+) -> Path:
+    """Copy bundle ``source`` to ``out`` with the calibration and decision score of ``scorer`` (loaded from it).
+
+    Same format as ``source`` (.pt, or .onnx, which needs the ``onnx`` package); the weights or the
+    graph are copied unchanged, ``note`` becomes the provenance's ``recalibration``. Refuses to
+    overwrite ``source``.
+    """
+    source, out = Path(source), Path(out)
+    check_recalibrated_path(source, out)
+
+    def updated(metadata: dict[str, Any]) -> str:
+        provenance = {**metadata.get('provenance', {}), 'recalibration': note or {}}
+        calibration = {**scorer.calibration.to_dict(), 'decision_score': scorer.decision_score}
+        return json.dumps({**metadata, **calibration, 'provenance': provenance}, sort_keys=True)
+
+    if source.suffix != '.onnx':
+        import torch
+
+        payload, metadata = _read_payload(source)
+        payload = {**payload, 'metadata': updated(metadata)}
+        return _write_atomically(out, lambda tmp: torch.save(payload, tmp))
+    metadata = _read_onnx(source)[1]
+    try:
+        import onnx
+    except ImportError as error:
+        raise BundleError(f'{out}: writing an .onnx bundle needs the onnx package (pip install onnx)') from error
+    model = onnx.load_from_string(source.read_bytes())
+    next(p for p in model.metadata_props if p.key == ONNX_METADATA_KEY).value = updated(metadata)
+    return _write_atomically(out, lambda tmp: tmp.write_bytes(model.SerializeToString()))

@@ -21,6 +21,7 @@ when its decision score is greater than the threshold.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,11 +29,13 @@ from typing import Any
 import numpy as np
 
 from .preprocessing import PreprocessingConfig, resize_frames
-from .thresholds import ScoreNormalizer, Threshold, threshold_at_fpr, threshold_best_f1
+from .thresholds import ScoreNormalizer, Threshold, calibration_shortfall, threshold_at_fpr, threshold_best_f1
 
 SCORE_KINDS = ('reconstruction', 'local', 'oe', 'fused')
 OE_GATE = 3.0  # normalized OE scores above this (robust standard units) raise the fused score
 _MSE_FLOOR = 1e-12
+
+logger = logging.getLogger(__name__)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -175,9 +178,12 @@ class FrameScorer:
             raw['oe'] = outputs['oe_logit'].astype(np.float64)
         return raw
 
-    def _normalized_scores(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        identity = ScoreNormalizer()
-        scores = {kind: self.calibration.normalizers.get(kind, identity)(value) for kind, value in raw.items()}
+    def _normalized_scores(
+        self, raw: dict[str, np.ndarray], calibration: Calibration | None = None
+    ) -> dict[str, np.ndarray]:
+        """``raw`` scores in the units of ``calibration`` (default: the scorer's)."""
+        normalizers, identity = (calibration or self.calibration).normalizers, ScoreNormalizer()
+        scores = {kind: normalizers.get(kind, identity)(value) for kind, value in raw.items()}
         if 'oe' in scores:
             scores['fused'] = scores['local'] + np.maximum(scores['oe'] - OE_GATE, 0.0)
         return scores
@@ -227,10 +233,15 @@ class FrameScorer:
         anomalous_resized: np.ndarray | None = None,
         fpr: float = 0.01,
         method: str = 'fpr',
+        *,
+        strict: bool = False,
     ) -> Calibration:
         """Fit score normalizers on normal validation frames and set every kind's threshold.
 
-        ``method='fpr'`` flags at most ``fpr`` of the normal frames; ``method='best_f1'``
+        ``method='fpr'`` flags at most ``fpr`` of the normal frames and records the interval of the
+        false-positive rate to expect on new normal frames; it needs ``10 / fpr`` normal frames
+        (:func:`~visual_anomaly.core.thresholds.min_calibration_frames`: 1,000 for 1%). With fewer it
+        logs a warning naming the numbers, or with ``strict`` raises ValueError. ``method='best_f1'``
         maximizes F1 against ``anomalous_resized`` (which it then requires). Inputs are
         (N, S, S, 3) uint8 RGB frames at the model's input size.
         """
@@ -238,20 +249,27 @@ class FrameScorer:
             raise ValueError(f"calibration method must be 'fpr' or 'best_f1', got {method!r}")
         if method == 'best_f1' and (anomalous_resized is None or len(anomalous_resized) == 0):
             raise ValueError('best_f1 calibration needs anomalous validation frames')
+        shortfall = calibration_shortfall(len(normal_resized), fpr) if method == 'fpr' else ''
+        if shortfall and strict:
+            raise ValueError(shortfall)
+        if shortfall:
+            logger.warning(shortfall)
         raw_normal = self._raw_scores(self._forward_all(np.asarray(normal_resized)))
+        # the new calibration replaces the old one at the end, in one step: a thread scoring meanwhile
+        # (the node's diagnostics) sees the old one or the new one, never half of it
         normalizers = {kind: ScoreNormalizer.fit(values) for kind, values in raw_normal.items()}
-        self.calibration = Calibration(normalizers=normalizers)
-        normal_scores = self._normalized_scores(raw_normal)
+        calibration = Calibration(normalizers=normalizers)
+        normal_scores = self._normalized_scores(raw_normal, calibration)
         if method == 'fpr':
             thresholds = {kind: threshold_at_fpr(values, fpr) for kind, values in normal_scores.items()}
         else:
             anomalous_scores = self._normalized_scores(
-                self._raw_scores(self._forward_all(np.asarray(anomalous_resized)))
+                self._raw_scores(self._forward_all(np.asarray(anomalous_resized))), calibration
             )
             thresholds = {}
             for kind, values in normal_scores.items():
                 scores = np.concatenate([values, anomalous_scores[kind]])
                 labels = np.r_[np.zeros(len(values)), np.ones(len(anomalous_scores[kind]))]
                 thresholds[kind] = threshold_best_f1(scores, labels)
-        self.calibration = replace(self.calibration, thresholds=thresholds)
+        self.calibration = replace(calibration, thresholds=thresholds)
         return self.calibration

@@ -5,6 +5,13 @@ newest frame; a worker thread scores it, so a slow model never builds a backlog 
 that arrives is either processed or counted as dropped. Its parameters are in
 :mod:`visual_anomaly.ros.parameters`, the messages it builds in :mod:`visual_anomaly.ros.messages`;
 the console entry point is :mod:`visual_anomaly.cli.node`.
+
+The ``~/calibrate`` service (``std_srvs/Trigger``) re-calibrates the detector on the next
+``calibration_frames`` frames it scores, all treated as normal, and answers when done: the
+threshold, the frame count and the false-positive interval, or why it failed (no frames for
+``no_input_warning`` seconds, say). The worker thread collects the frames, a thread of its own
+re-calibrates on them while the worker goes on scoring, and the service callback is a coroutine
+that the executor resumes whenever it wakes: waiting blocks nothing, and any executor serves it.
 """
 
 from __future__ import annotations
@@ -17,15 +24,20 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Vector3Stamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker
 
-from visual_anomaly.core import DetectionResult, FrameScorer, default_model_path, load_bundle
+from visual_anomaly.core import DetectionResult, FrameScorer, default_model_path, load_bundle, resize_frames
+from visual_anomaly.core.bundle import save_recalibrated
 from visual_anomaly.core.visualization import HEATMAP_GAIN, decision_label, error_heatmap, overlay
 from visual_anomaly.data.image_conversion import FrameError, compressed_to_bgr, converter_name, image_to_array, to_bgr
+from visual_anomaly.ros.calibration import CalibrationRun, next_wake
 from visual_anomaly.ros.messages import (
     FRAME_COUNTERS,
     anomaly_vector,
@@ -48,6 +60,7 @@ class AnomalyDetectorNode(Node):
         self._lock = threading.Condition()  # guards the pending frame and the statistics
         self._model_lock = threading.Lock()  # guards the detector and settings against parameter changes
         self._worker: threading.Thread | None = None
+        self._calibration: CalibrationRun | None = None  # while ~/calibrate gathers frames
         self._stopping = False
         p = self._settings = declare_parameters(self)
         self._model_path = p['model_path'] or str(default_model_path())
@@ -68,6 +81,7 @@ class AnomalyDetectorNode(Node):
         self._started = time.monotonic()
         self._silence_reason = ''
         self._frame_counter = 0
+        self._calibration_status = 'not run'
         self._create_interfaces(p)
         self._worker = threading.Thread(target=self._work, name='visual_anomaly_worker', daemon=True)
         self._worker.start()
@@ -98,6 +112,9 @@ class AnomalyDetectorNode(Node):
         self._marker_pub = self.create_publisher(Marker, '~/marker', 2) if p['publish_marker'] else None
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # its own (reentrant) group: the other callbacks run while it waits, and a second call is answered
+        self.create_service(Trigger, '~/calibrate', self._on_calibrate, callback_group=ReentrantCallbackGroup())
+        self._calibrated = self.create_guard_condition(lambda: None)  # wakes the executor: a calibration ended
         self.create_timer(p['diagnostics_period'], self._publish_diagnostics)
         self.create_timer(1.0, self._check_input)
 
@@ -166,8 +183,9 @@ class AnomalyDetectorNode(Node):
             pixels, order = compressed_to_bgr(msg), 'bgr'
         else:
             pixels, order = image_to_array(msg)  # a view of the message: no full-size copy to score it
+        resized = resize_frames([pixels], order, self.detector.image_size)
         with self._model_lock:
-            result = self.detector.detect_one(pixels, color_order=order)
+            result = self.detector.detect_resized(resized)
             settings = self._settings
         raw_flag = bool(result.is_anomaly[0])
         self._history.append(raw_flag)
@@ -180,6 +198,9 @@ class AnomalyDetectorNode(Node):
         with self._lock:
             self._stats['processed'] += 1
             self._latencies.append(time.monotonic() - arrived)
+        run = self._calibration
+        if run is not None and run.add(resized[0]):  # the last frame: calibrate beside the worker
+            threading.Thread(target=self._finish_calibration, args=(run,), name='visual_anomaly_calibration').start()
 
     def _publish_images(
         self, header, pixels: np.ndarray, order: str, result: DetectionResult, flag: bool, settings: dict
@@ -202,6 +223,76 @@ class AnomalyDetectorNode(Node):
             label = decision_label(flag, float(result.score[0]), float(result.threshold))
             blended = overlay(to_bgr(pixels, order), heat, settings['overlay_alpha'], label, flag)
             self._overlay_pub.publish(bgr_image(blended, header))
+
+    # -- calibration -----------------------------------------------------------------------------
+    async def _on_calibrate(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = await self._calibrate()
+        self._calibration_status = response.message
+        if response.success:
+            self.get_logger().info(f'~/calibrate: {response.message}')
+        else:  # rclpy wants one severity per logging call site
+            self.get_logger().warning(f'~/calibrate failed: {response.message}')
+        return response
+
+    async def _calibrate(self) -> tuple[bool, str]:
+        """Wait for the worker to gather ``calibration_frames`` frames and re-calibrate; (success, what happened)."""
+        with self._lock:
+            if self._calibration is not None:
+                busy = self._calibration
+                return False, f'a calibration is already running ({busy.collected} of {busy.count} frames collected)'
+            run = self._calibration = CalibrationRun(self._settings['calibration_frames'], dict(self._settings))
+        self.get_logger().info(f'~/calibrate: treating the next {run.count} frames as normal')
+        try:
+            while not run.done:
+                if run.collected < run.count and run.quiet_for() > run.settings['no_input_warning']:
+                    run.cancel()
+                    if run.collected < run.count:  # else the last frame came meanwhile: wait for its calibration
+                        return False, (
+                            f'no frame scored for {run.quiet_for():.0f} s after {run.collected} of {run.count} '
+                            f'frames: {self._explain_silence()}'
+                        )
+                await next_wake()  # frames, timers and the end of the calibration wake the executor
+        finally:
+            with self._lock:
+                self._calibration = None
+        success, message, threshold = run.outcome
+        if threshold is not None:
+            self.set_parameters([Parameter('threshold', Parameter.Type.DOUBLE, threshold)])
+        return success, message
+
+    def _finish_calibration(self, run: CalibrationRun) -> None:
+        """Re-calibrate on the frames of ``run`` and wake the waiting service."""
+        try:
+            run.finish(*self._recalibrate(run.frames(), run.settings))
+        except Exception as error:  # noqa: BLE001  (a failed calibration must never kill the node)
+            run.finish(False, f'calibration failed: {error}')
+        self._calibrated.trigger()
+
+    def _recalibrate(self, frames: np.ndarray, settings: dict) -> tuple[bool, str, float]:
+        """Calibrate the detector on ``frames`` and write the bundle if asked; (success, message, threshold)."""
+        previous = self.detector.calibration
+        # calibrate() scores the frames while the worker goes on with the old calibration, then replaces it in
+        # one step (or not at all when it fails)
+        self.detector.calibrate(frames, fpr=settings['calibration_fpr'], strict=True)
+        kind = self.detector.decision_score
+        threshold = self.detector.calibration.thresholds[kind]
+        message = f'{kind} score {threshold.describe()}'
+        if kind in previous.thresholds:
+            message += f' (was {previous.thresholds[kind].value:.4f})'
+        with self._model_lock:  # no parameter change edits the calibration while it is written
+            success, written = self._write_calibrated(settings, len(frames))
+        return success, f'{message}; {written}', threshold.value
+
+    def _write_calibrated(self, settings: dict, frames: int) -> tuple[bool, str]:
+        """Write the re-calibrated bundle to ``calibration_output`` (when set); (success, what was done)."""
+        output = settings['calibration_output']
+        if not output:
+            return True, 'not written (calibration_output is empty)'
+        note = {'frames': frames, 'fpr': settings['calibration_fpr'], 'node': self.get_fully_qualified_name()}
+        try:
+            return True, f'wrote {save_recalibrated(self._model_path, output, self.detector, note)}'
+        except (ValueError, OSError) as error:
+            return False, f'in use but NOT written: {error}'
 
     # -- health ----------------------------------------------------------------------------------
     def _on_incompatible_qos(self, event) -> None:
@@ -254,6 +345,7 @@ class AnomalyDetectorNode(Node):
             'backend': self.detector.backend,
             'decision score': self.detector.decision_score,
             'threshold': f'{self.detector.threshold_:.4f}',
+            'calibration': self._calibration_progress(),
             'input rate (Hz)': f'{input_rate(arrivals, now):.1f}',
             'processing p50 (ms)': f'{np.percentile(latencies, 50):.1f}' if latencies.size else '',
             'processing max (ms)': f'{latencies.max():.1f}' if latencies.size else '',
@@ -262,6 +354,12 @@ class AnomalyDetectorNode(Node):
         }
         stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(diagnostics(stamp, str(self.detector.device), level, message, values))
+
+    def _calibration_progress(self) -> str:
+        run = self._calibration
+        if run is not None:
+            return f'collecting frames for ~/calibrate: {run.collected} of {run.count}'
+        return self._calibration_status
 
     def destroy_node(self) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
 from visual_anomaly.core import SCORE_KINDS, FrameScorer
+from visual_anomaly.core.thresholds import MIN_FRAMES_ABOVE, calibration_shortfall
 from visual_anomaly.core.visualization import COLORMAPS
 
 
@@ -62,7 +63,25 @@ PARAMETERS = (
         "(the OE scores need a bundle with an OE head); empty = the bundle's",
     ),
     ParameterSpec(
-        'threshold', float('nan'), "Decision threshold on the decision score; NaN = the bundle's calibrated threshold"
+        'threshold',
+        float('nan'),
+        "Decision threshold on the decision score; NaN = the bundle's calibrated threshold; ~/calibrate sets it",
+    ),
+    ParameterSpec(
+        'calibration_frames',
+        1000,
+        'Frames the ~/calibrate service treats as normal: the next ones the node scores; '
+        f'at least {MIN_FRAMES_ABOVE}/calibration_fpr',
+        integer=(MIN_FRAMES_ABOVE, 20000),
+    ),
+    ParameterSpec(
+        'calibration_fpr', 0.01, 'False-positive rate ~/calibrate sets the threshold at', floating=(0.0005, 0.5)
+    ),
+    ParameterSpec(
+        'calibration_output',
+        '',
+        'File ~/calibrate writes the re-calibrated bundle to (same format as the model: .pt or .onnx); '
+        'empty = keep the new threshold in memory only',
     ),
     ParameterSpec(
         'compressed', False, 'Subscribe to sensor_msgs/CompressedImage (remap image:=.../compressed)', read_only=True
@@ -132,6 +151,9 @@ def validate(values: dict[str, Any]) -> str:
         return 'smoothing_min_hits must not exceed smoothing_window'
     if math.isinf(values['threshold']):
         return 'threshold must be finite (or NaN for the calibrated one)'
+    shortfall = calibration_shortfall(values['calibration_frames'], values['calibration_fpr'])
+    if shortfall:
+        return f'calibration_frames: {shortfall}'
     return ''
 
 
@@ -150,8 +172,12 @@ def check_update(
 
 
 def configure_detector(detector: FrameScorer, values: dict[str, Any]) -> None:
-    """Apply the decision score and threshold of ``values`` (empty / NaN = keep the bundle's) to ``detector``."""
+    """Apply the decision score and threshold of ``values`` (empty / NaN = keep the bundle's) to ``detector``.
+
+    A threshold equal to the detector's keeps its record of how it was calibrated.
+    """
     if values['decision_score']:
         detector.decision_score = values['decision_score']
-    if math.isfinite(values['threshold']):
-        detector.set_threshold(values['threshold'])
+    threshold = values['threshold']
+    if math.isfinite(threshold) and not (detector.is_calibrated and detector.threshold_ == threshold):
+        detector.set_threshold(threshold)

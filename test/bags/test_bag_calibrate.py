@@ -1,0 +1,86 @@
+"""``visual-anomaly-bag calibrate``: a bundle's threshold set on a normal patrol of a building it never saw."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from training.world import CorridorWorld
+from visual_anomaly.bags.convert import dataset_to_bag
+from visual_anomaly.cli.bag import main
+from visual_anomaly.core import load_bundle, read_bundle_metadata, resize_frames
+
+pytestmark = pytest.mark.slow  # hundreds of rendered frames, scored by the shipped model
+
+MODELS = Path(__file__).resolve().parents[2] / 'models'
+FPR = 0.05
+CALIBRATION, HELD_OUT = 250, 600  # 250 >= 10 / FPR
+
+
+def _frames(count: int, seed: int) -> list[np.ndarray]:
+    """Normal RGB frames of a corridor world the shipped model was not trained on (its world seed is 0)."""
+    world, rng = CorridorWorld(seed=5, image_size=128), np.random.default_rng(seed)
+    return [world.render(rng)[0] for _ in range(count)]
+
+
+@pytest.fixture(scope='module')
+def building(tmp_path_factory):
+    """A normal patrol bag of the new building, and held-out normal frames of it at the model's input size."""
+    base = tmp_path_factory.mktemp('building')
+    folder = base / 'patrol' / 'train_set'
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(_frames(CALIBRATION, seed=1)):
+        cv2.imwrite(str(folder / f'frame_{i:06d}.jpg'), frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    bag = dataset_to_bag(folder.parent, base / 'site' / 'patrol_bag', split='train', compressed=True, progress=False)
+    return {'bag': bag, 'held_out': resize_frames(_frames(HELD_OUT, seed=2), 'rgb', 64)}
+
+
+def test_calibrate_writes_a_bundle_whose_threshold_holds_on_new_normal_frames(building, capsys):
+    bag, held_out = building['bag'], building['held_out']
+    assert main(['calibrate', str(MODELS / 'default.pt'), str(bag), '--fpr', str(FPR), '--quiet']) == 0
+    out = bag.parent / 'default.calibrated.pt'  # the default: beside the bag
+    printed = capsys.readouterr().out
+    assert f'{CALIBRATION} normal frames' in printed and str(out) in printed and '95% CI' in printed
+
+    shipped, calibrated = load_bundle(MODELS / 'default.pt', 'cpu'), load_bundle(out, 'cpu')
+    assert abs(calibrated.threshold_ - shipped.threshold_) > 0.1
+    before = shipped.detect_resized(held_out).is_anomaly.mean()
+    after = calibrated.detect_resized(held_out).is_anomaly.mean()
+    assert 0.3 * FPR <= after <= 3 * FPR, f'{after:.3f} of {HELD_OUT} held-out normal frames flagged'
+    assert abs(after - FPR) < abs(before - FPR)
+    threshold = calibrated.calibration.thresholds[calibrated.decision_score]
+    assert (threshold.method, threshold.target, threshold.frames) == ('fpr', FPR, CALIBRATION)
+    low, high = threshold.fpr_interval
+    assert low < FPR < high < 3 * FPR
+    assert read_bundle_metadata(out)['provenance']['recalibration']['frames'] == CALIBRATION
+    np.testing.assert_array_equal(  # the network is unchanged: same raw error maps
+        calibrated.detect_resized(held_out[:4]).error_map, shipped.detect_resized(held_out[:4]).error_map
+    )
+
+
+def test_an_onnx_bundle_is_recalibrated_as_onnx_with_the_same_threshold(building, tmp_path, capsys):
+    out = tmp_path / 'building.onnx'
+    argv = ['calibrate', str(MODELS / 'default.onnx'), str(building['bag']), '--fpr', str(FPR), '--out', str(out)]
+    assert main([*argv, '--quiet']) == 0
+    assert str(out) in capsys.readouterr().out
+    assert main(['calibrate', str(MODELS / 'default.pt'), str(building['bag']), '--fpr', str(FPR), '--quiet']) == 0
+    from_pt = load_bundle(building['bag'].parent / 'default.calibrated.pt', 'cpu')
+    from_onnx = load_bundle(out)
+    assert type(from_onnx).__name__ == 'OnnxModel'
+    assert from_onnx.threshold_ == pytest.approx(from_pt.threshold_, abs=1e-4)
+
+
+def test_too_few_frames_and_overwriting_the_model_are_refused(building, tmp_path, capsys):
+    model = tmp_path / 'model.pt'
+    model.write_bytes((MODELS / 'default.pt').read_bytes())
+    bag = str(building['bag'])
+    assert main(['calibrate', str(model), bag, '--quiet']) == 2  # a 1% target needs 1,000 frames
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith('visual-anomaly-bag calibrate:')
+    assert f'{CALIBRATION} normal frames are too few' in err and 'at least 1000' in err and '0.04' in err
+    assert main(['calibrate', str(model), bag, '--fpr', str(FPR), '--out', str(model), '--quiet']) == 2
+    assert 'would overwrite' in capsys.readouterr().err
+    assert main(['calibrate', str(model), bag, '--fpr', str(FPR), '--out', str(tmp_path / 'x.onnx'), '--quiet']) == 2
+    assert 'must be written as .pt' in capsys.readouterr().err
+    assert model.read_bytes() == (MODELS / 'default.pt').read_bytes()
