@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from training.outlier_exposure import fit_outlier_exposure
 from visual_anomaly.core import ConvAutoencoder, Detector, Preprocessor, save_bundle
 from visual_anomaly.data.hazards import CachedSplit, HazardsDataset
 from visual_anomaly.data.taxonomy import class_name
+from visual_anomaly.evaluation.baselines import BASELINES_FILE, Baseline, fit_baselines, save_baselines
 from visual_anomaly.evaluation.frames import evaluate_frames
 
 
@@ -41,6 +43,7 @@ def train_run(data: Path, out: Path, config: RunConfig, progress: bool = True) -
         'validation_frames': len(validation),
         'best_epoch': history.best_epoch,
         'epochs_run': len(history.val_loss),
+        'stop_reason': history.stop_reason,
         'config': config.to_dict(),
     }
     exposed: tuple[int, ...] = ()
@@ -50,8 +53,13 @@ def train_run(data: Path, out: Path, config: RunConfig, progress: bool = True) -
     elif config.outlier_exposure.enabled:
         print('no outliers_set in the dataset: training without outlier exposure')
     bundle = save_bundle(out / 'model.pt', detector, provenance)
+    baselines = fit_baselines(train, validation, config.calibration.false_positive_rate)
+    save_baselines(out / BASELINES_FILE, baselines)  # evaluations of the bundle find them beside it
     test = load('test') if 'test' in dataset.splits else None
-    metrics = evaluate_run(detector, test, out, exposed, history, {'bundle': str(bundle), 'provenance': provenance})
+    extra = {'bundle': str(bundle), 'provenance': provenance, 'training': history.summary()}
+    extra['calibration'] = detector.calibration.thresholds[detector.decision_score].describe()
+    exposed_names = tuple(class_name(code) for code in exposed)
+    metrics = evaluate_run(detector, test, out, exposed_names, history, extra, baselines)
     metrics['seconds'] = round(time.perf_counter() - started, 1)
     return metrics
 
@@ -64,6 +72,7 @@ def fit_detector(
     preprocessing = config.model.preprocessing()
     print(f'training F={config.model.base_channels} on {len(train)} frames, validating on {len(validation)}')
     history = fit_autoencoder(model, train, validation, Preprocessor(preprocessing), config.training, progress)
+    print(f'autoencoder: {history.summary()}')
     detector = Detector(model, preprocessing, device=config.training.device)
     detector.calibrate(validation, fpr=config.calibration.false_positive_rate)
     return detector, history
@@ -106,13 +115,26 @@ def evaluate_run(
     detector: Detector,
     test: CachedSplit | None,
     out: Path,
-    exposed: tuple[int, ...],
+    exposed: tuple[str, ...],
     history: TrainingHistory,
     extra: dict,
+    baselines: Sequence[Baseline] = (),
 ) -> dict:
     """Metrics, plots and ``report.md`` of the test split in ``out``; only ``extra`` in ``metrics.json`` without one."""
     if test is None:
         (out / 'metrics.json').write_text(json.dumps(extra, indent=2, default=float))
         return extra
     title = f'Training run {out.name}'
-    return evaluate_frames(detector, np.asarray(test.frames), test.labels, out, title, exposed, asdict(history), extra)
+    frames = np.asarray(test.frames)
+    return evaluate_frames(
+        detector,
+        frames,
+        test.labels,
+        out,
+        title,
+        exposed,
+        asdict(history),
+        extra,
+        baselines=baselines,
+        masks=test.masks,
+    )

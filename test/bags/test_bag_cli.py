@@ -7,7 +7,7 @@ import pytest
 
 from visual_anomaly.cli.bag import main
 
-SUBCOMMANDS = ('from-dataset', 'evaluate', 'replay', 'record', 'to-training-set')
+SUBCOMMANDS = ('from-dataset', 'evaluate', 'replay', 'record', 'to-training-set', 'calibrate')
 
 
 def test_help_lists_every_subcommand(capsys):

@@ -1,4 +1,4 @@
-"""Patrol -> training set: subsampled in time, near-duplicates dropped, validation as whole stretches."""
+"""Patrol -> training set: subsampled, near-duplicates dropped, validation as whole stretches."""
 
 import csv
 import json
@@ -22,7 +22,7 @@ def test_patrol_becomes_a_trainable_training_set(patrol, tmp_path):
         patrol['bag'], tmp_path / 'mine', every_s=0.0, validation_fraction=0.25, block_s=1.0, progress=False
     )
     source = json.loads((root / 'metadata' / 'source.json').read_text())
-    assert (source['frames'], source['kept'], source['dropped_as_duplicates'], source['dropped_by_time']) == (
+    assert (source['frames'], source['kept'], source['dropped_as_duplicates'], source['dropped_as_similar']) == (
         36,
         24,
         12,
@@ -63,11 +63,12 @@ def test_patrol_becomes_a_trainable_training_set(patrol, tmp_path):
 
 def test_patrol_subsampling_by_time_from_the_command_line(patrol, tmp_path, capsys):
     root = tmp_path / 'every'
-    argv = ['to-training-set', str(patrol['bag']), str(root), '--every', '0.25', '--dedup-threshold', '0', '--quiet']
-    assert main(argv) == 0
-    assert 'kept 12 of 36 frames' in capsys.readouterr().out
+    argv = ['to-training-set', str(patrol['bag']), str(root), '--every', '0.25', '--dedup-threshold', '0']
+    assert main([*argv, '--target', '0', '--quiet']) == 0  # target 0: by time only
+    assert 'kept 12 of 36 frames: 0 by image change (change rule off), 12 by time' in capsys.readouterr().out
     source = json.loads((root / 'metadata' / 'source.json').read_text())
-    assert (source['kept'], source['dropped_by_time'], source['dropped_as_duplicates']) == (12, 24, 0)
+    assert (source['kept'], source['dropped_as_similar'], source['dropped_as_duplicates']) == (12, 24, 0)
+    assert source['change_threshold'] is None
     stamps = []
     for split in ('train', 'validation'):
         with (root / 'metadata' / f'{split}_frames_envs.csv').open(newline='') as handle:
@@ -78,12 +79,14 @@ def test_patrol_subsampling_by_time_from_the_command_line(patrol, tmp_path, caps
 
 def test_too_few_kept_frames_and_bad_options_are_refused(patrol, tmp_path):
     with pytest.raises(ValueError, match=r'only 1 frame\(s\) kept of 36.*lower --every'):
-        bag_to_training_set(patrol['bag'], tmp_path / 'one', every_s=100.0, progress=False)
+        bag_to_training_set(patrol['bag'], tmp_path / 'one', every_s=100.0, target_frames=0, progress=False)
     assert not (tmp_path / 'one' / '.staging').exists()
     with pytest.raises(ValueError, match='validation_fraction must be in'):
         bag_to_training_set(patrol['bag'], tmp_path / 'bad', validation_fraction=1.0)
     with pytest.raises(ValueError, match='block_s > 0'):
         bag_to_training_set(patrol['bag'], tmp_path / 'bad', block_s=0.0)
+    with pytest.raises(ValueError, match='target_frames must be >= 0'):
+        bag_to_training_set(patrol['bag'], tmp_path / 'bad', target_frames=-1)
 
 
 def test_validation_stretches_spread_over_a_long_patrol():

@@ -77,6 +77,7 @@ def test_train_writes_a_complete_run_folder(run):
         'heatmaps.png',
         'reconstructions.png',
         'training.png',
+        'baselines.npz',
     ):
         assert (run / name).is_file(), name
     used = yaml.safe_load((run / 'config.yaml').read_text())
@@ -87,6 +88,10 @@ def test_train_writes_a_complete_run_folder(run):
     assert set(metrics['exposed_classes']) <= {'boxes', 'cones'}
     assert {'overall', 'per_class', 'seen', 'unseen'} <= set(metrics['evaluation']['fused'])
     assert 'unseen ROC-AUC' in (run / 'report.md').read_text()
+    baselines = {'baseline:pca', 'baseline:pixel_gaussian', 'baseline:thumbnail_knn'}
+    assert baselines <= set(metrics['evaluation'])  # the trivial baselines stand beside our scores
+    assert metrics['against_baselines']['best_baseline'] in baselines
+    assert 'Against the trivial baselines' in (run / 'report.md').read_text()
     detector = load_bundle(run / 'model.pt', device='cpu')
     assert detector.oe_head is not None and np.isfinite(detector.threshold_)
 
@@ -120,7 +125,8 @@ def test_an_exported_bundle_evaluates_like_the_trained_one(run, dataset, tmp_pat
     assert main(['export', str(run / 'model.pt'), str(tmp_path / 'model.onnx')]) == 0
     assert 'without PyTorch' in capsys.readouterr().out
     out = tmp_path / 'eval'
-    assert main(['evaluate', str(tmp_path / 'model.onnx'), '--data', str(dataset), '--out', str(out), '--quiet']) == 0
+    named = ['--baselines', str(run / 'baselines.npz')]  # not beside the exported bundle: named
+    assert main(['evaluate', str(tmp_path / 'model.onnx'), '--data', str(dataset), '--out', str(out), *named]) == 0
     trained = json.loads((run / 'metrics.json').read_text())['evaluation']
     evaluated = json.loads((out / 'metrics.json').read_text())['evaluation']
     for kind in trained:
@@ -181,7 +187,7 @@ def test_a_bad_configuration_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"visual-anomaly-train train: {bad}: unknown keys ['epocs'] in 'training'; known: "
         "['augment', 'batch_size', 'device', 'early_stopping_patience', 'epochs', 'grad_clip_norm', "
-        "'learning_rate', 'lr_patience', 'mixed_precision', 'seed']\n"
+        "'learning_rate', 'lr_patience', 'min_delta', 'mixed_precision', 'seed']\n"
     )
 
 

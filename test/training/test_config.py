@@ -21,7 +21,9 @@ def test_the_documented_file_is_exactly_the_defaults():
 def test_the_library_defaults_are_the_command_line_defaults():
     config = RunConfig()
     assert config.training == TrainConfig()
-    assert (config.training.epochs, config.training.lr_patience, config.training.early_stopping_patience) == (40, 4, 8)
+    training = config.training
+    assert (training.epochs, training.lr_patience, training.early_stopping_patience) == (300, 4, 8)
+    assert training.min_delta == 0.001
     assert config.model.base_channels == AutoencoderConfig().base_channels == 16
     assert config.outlier_exposure.epochs == OutlierExposureConfig().epochs == 100
     assert config.outlier_exposure.margin == OutlierExposureConfig().margin
@@ -45,6 +47,7 @@ def test_a_file_and_then_the_command_line_override_the_defaults(tmp_path):
         ('- model\n', 'expected a mapping of sections'),
         ('training: {epochs: [\n', 'not valid YAML'),
         ('training:\n  epochs: 0\n', 'must be positive'),
+        ('training:\n  min_delta: 1\n', 'min_delta must be in'),
         ('training:\n  epochs: many\n', "bad value in 'training'"),
         ('model:\n  normalization: none\n', 'normalization must be one of'),
         ('calibration:\n  false_positive_rate: 2\n', 'false_positive_rate'),

@@ -2,8 +2,9 @@
 
 Modules: :mod:`~visual_anomaly.bags.io` (reading and writing bags, topics, messages),
 :mod:`~visual_anomaly.bags.labels` (ground truth per frame), :mod:`~visual_anomaly.bags.convert`
-(dataset -> bag), :mod:`~visual_anomaly.bags.evaluate` (offline scoring, overlays) and
-:mod:`~visual_anomaly.bags.training_set` (patrol -> training set). The command line is
+(dataset -> bag), :mod:`~visual_anomaly.bags.evaluate` (offline scoring, overlays),
+:mod:`~visual_anomaly.bags.training_set` (patrol -> training set) and
+:mod:`~visual_anomaly.bags.calibrate` (a model's threshold set on a normal patrol). The command line is
 ``visual-anomaly-bag``.
 
 Bags are read and written with the pure-Python ``rosbags`` library, in rosbag2 format version 9
@@ -31,7 +32,10 @@ Conventions
 - **Interval labels** (for bags without a ground-truth topic): a CSV with a header line
   ``start,end,label`` and one row per anomalous interval, in seconds. With ``time_base='auto'`` times
   of 1e8 s or more are absolute bag time (Unix seconds, as ``ros2 bag info`` prints it), smaller
-  ones are relative to the first camera frame. Intervals are closed (``start <= t <= end``); labels
-  are integer class codes or class names (``cable``, ``human``, ...); any positive label is an
-  anomaly; frames outside every interval are normal; where intervals overlap, the later row wins.
+  ones are relative to the first camera frame. Intervals are closed (``start <= t <= end``). Labels
+  are the user's own classes: any name (``cat``, ``puddle``, ...; not case-sensitive) is reported
+  under that name, an integer stands for itself (``class 3``: numbers mean Hazards&Robots classes only
+  on the ground-truth topic of a dataset bag); ``0`` or ``normal`` mark normal frames, any other
+  label an anomaly; frames outside every interval are normal; where intervals overlap, the later
+  row wins.
 """

@@ -6,9 +6,9 @@ import csv
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,10 @@ from visual_anomaly.bags.io import (
     vector_msg,
     write_message,
 )
-from visual_anomaly.bags.labels import labels_from_intervals, read_labels
+from visual_anomaly.bags.labels import interval_class_names, labels_from_intervals, read_labels
 from visual_anomaly.core import DetectionResult, FrameScorer, load_bundle
 from visual_anomaly.core.visualization import HEATMAP_GAIN, decision_label, error_heatmap, overlay
-from visual_anomaly.data.taxonomy import class_name
+from visual_anomaly.data.taxonomy import ANOMALY_CLASSES
 
 VIDEO_FOURCC = 'mp4v'
 
@@ -53,6 +53,7 @@ class ScoredBag:
     frames: BagFrames
     classes: np.ndarray
     result: DetectionResult
+    class_names: Mapping[int, str] = field(default_factory=lambda: dict(ANOMALY_CLASSES))
 
 
 def _score_batches(detector: FrameScorer, frames: np.ndarray, batch_size: int, progress: bool) -> DetectionResult:
@@ -141,7 +142,7 @@ def _overlay_image(scored: ScoredBag, i: int, frame: np.ndarray, error_scale: fl
     flag = bool(result.is_anomaly[i])
     label = decision_label(flag, float(result.score[i]), result.threshold)
     if scored.classes[i] > 0:
-        label += f' [{class_name(scored.classes[i])}]'
+        label += f' [{scored.class_names.get(int(scored.classes[i]), scored.classes[i])}]'
     heat = error_heatmap(result.error_map[i], error_scale, frame.shape[1::-1])
     return overlay(frame, heat, 0.5, label, flag)
 
@@ -189,15 +190,20 @@ def write_overlays(
                 sink.release()
 
 
-def _write_report(detector: FrameScorer, bundle_path: Path, scored: ScoredBag, out: Path, labels: str) -> dict:
+def _write_report(
+    detector: FrameScorer, bundle_path: Path, scored: ScoredBag, out: Path, labels: str, baselines: Path | None
+) -> dict:
     """Timeline, scores.csv, metrics, plots and report.md in ``out``; returns the metrics."""
-    from visual_anomaly.evaluation.frames import evaluate_frames, exposed_classes_of  # matplotlib, sklearn: lazily
+    from visual_anomaly.evaluation.baselines import baselines_for  # matplotlib, sklearn: lazily
+    from visual_anomaly.evaluation.frames import evaluate_frames, exposed_classes_of
     from visual_anomaly.evaluation.report import plot_score_timeline
 
     frames, result = scored.frames, scored.result
     out.mkdir(parents=True, exist_ok=True)
     times_s = (frames.stamps - frames.stamps[0]) / 1e9
-    timeline = plot_score_timeline(times_s, result.score, result.threshold, scored.classes, out / 'timeline.png')
+    timeline = plot_score_timeline(
+        times_s, result.score, result.threshold, scored.classes, out / 'timeline.png', scored.class_names
+    )
     write_scores_csv(out / 'scores.csv', scored)
     extra = {
         'bundle': str(bundle_path),
@@ -219,6 +225,8 @@ def _write_report(detector: FrameScorer, bundle_path: Path, scored: ScoredBag, o
         extra=extra,
         extra_images={'Score over time': timeline},
         result=result,
+        baselines=baselines_for(bundle_path, baselines),
+        class_names=scored.class_names,
     )
 
 
@@ -233,13 +241,16 @@ def evaluate_bag(
     batch_size: int = 256,
     overlay_bag: str | os.PathLike | None = None,
     video: str | os.PathLike | None = None,
+    baselines: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
     """Score every camera frame of a bag with a model bundle and write metrics, plots and report.md into ``out``.
 
     Labels come from the ground-truth topic, or from ``labels_csv`` (intervals) when given. ``out``
     also receives ``timeline.png`` (score over time) and ``scores.csv`` (see :func:`write_scores_csv`).
-    ``overlay_bag`` and ``video`` add annotated outputs (see ``visual_anomaly.bags``). Returns the
+    ``overlay_bag`` and ``video`` add annotated outputs (see ``visual_anomaly.bags``). The trivial
+    baselines saved in ``baselines`` (default: ``baselines.npz`` beside the bundle, when its training run
+    wrote one) are scored on the same frames and reported beside the detector. Returns the
     metrics with ``frames``, ``rejected`` (count), ``seconds`` (wall time of the whole evaluation)
     and ``frames_per_second`` (detector throughput on the resized frames, decoding excluded).
     """
@@ -253,18 +264,19 @@ def evaluate_bag(
     frames = read_bag_frames(bag_path, topic, image_size=detector.image_size, progress=progress)
     if not len(frames):
         raise ValueError(f'{bag_path}: no usable frame on {frames.topic} ({len(frames.rejected)} rejected)')
-    if labels_csv is not None:
-        classes = labels_from_intervals(labels_csv, frames.stamps)
-    else:
-        classes = read_labels(bag_path, frames.stamps)
+    if labels_csv is not None:  # the user's own classes
+        classes, names = labels_from_intervals(labels_csv, frames.stamps), interval_class_names(labels_csv)
+    else:  # ground truth written from a Hazards&Robots-layout dataset
+        classes, names = read_labels(bag_path, frames.stamps), dict(ANOMALY_CLASSES)
     read_seconds = time.perf_counter() - started
 
     scoring_started = time.perf_counter()
-    scored = ScoredBag(bag_path, frames, classes, _score_batches(detector, frames.frames, batch_size, progress))
+    result = _score_batches(detector, frames.frames, batch_size, progress)
+    scored = ScoredBag(bag_path, frames, classes, result, names)
     score_seconds = time.perf_counter() - scoring_started
 
     labels = str(labels_csv) if labels_csv is not None else GROUND_TRUTH_TOPIC
-    metrics = _write_report(detector, Path(bundle_path), scored, out, labels)
+    metrics = _write_report(detector, Path(bundle_path), scored, out, labels, baselines)
     if overlay_bag is not None or video is not None:
         write_overlays(
             scored,

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from visual_anomaly.bags.io import GROUND_TRUTH_TOPIC, VECTOR_TYPE, open_bag, stamp_ns, topic_connections
-from visual_anomaly.data.taxonomy import ANOMALY_CLASSES, class_code
 
 ABSOLUTE_TIME_S = 1e8  # interval times at least this large are absolute bag times (auto time base)
 TIME_BASES = ('auto', 'relative', 'absolute')
@@ -44,24 +43,37 @@ def read_labels(bag_path: str | os.PathLike, stamps: np.ndarray, topic: str = GR
     return np.array([table[int(s)] for s in stamps], np.int64)
 
 
-def _label_code(text: str, where: str) -> int:
-    """The class code of an interval label: any integer, or a class name; ``where`` names the row in errors."""
-    text = text.strip()
+def _integer(text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        pass
-    try:
-        return class_code(text)
-    except ValueError:
-        raise ValueError(
-            f'{where}: unknown label {text!r}; use an integer class code (any positive = anomalous) '
-            f'or one of {", ".join(ANOMALY_CLASSES.values())}'
-        ) from None
+        return None
 
 
-def read_intervals(csv_path: str | os.PathLike) -> list[tuple[float, float, int]]:
-    """The (start s, end s, class code) rows of a ``start,end,label`` CSV; ``#`` lines and blank lines are skipped."""
+def interval_classes(labels: list[str]) -> dict[str, int]:
+    """The class code of each interval label text: an integer stands for itself (any positive = anomalous,
+    ``0`` or ``normal`` = normal); any other text is a class of its own, numbered in order of first
+    appearance with the positive codes that no integer label uses. Names are not case-sensitive."""
+    codes: dict[str, int] = {}
+    taken = {value for text in labels if (value := _integer(text)) is not None}
+    free = (code for code in range(1, len(labels) + len(taken) + 2) if code not in taken)
+    for text in labels:
+        key = text.strip().lower()
+        if key in codes:
+            continue
+        value = _integer(key)
+        codes[key] = value if value is not None else 0 if key == 'normal' else next(free)
+    return codes
+
+
+def interval_class_names(csv_path: str | os.PathLike) -> dict[int, str]:
+    """Names of the anomalous codes that :func:`labels_from_intervals` gives the CSV's frames."""
+    codes = interval_classes([label for _, _, label in read_intervals(csv_path)])
+    return {code: text if _integer(text) is None else f'class {code}' for text, code in codes.items() if code > 0}
+
+
+def read_intervals(csv_path: str | os.PathLike) -> list[tuple[float, float, str]]:
+    """The (start s, end s, label) rows of a ``start,end,label`` CSV; ``#`` lines and blank lines are skipped."""
     csv_path = Path(csv_path)
     with csv_path.open(newline='') as handle:
         lines = [line for line in handle if line.strip() and not line.lstrip().startswith('#')]
@@ -79,11 +91,13 @@ def read_intervals(csv_path: str | os.PathLike) -> list[tuple[float, float, int]
             raise ValueError(f'{where}: start and end must be seconds, got {row["start"]!r}, {row["end"]!r}') from None
         if end < start:
             raise ValueError(f'{where}: end {end} is before start {start}')
-        intervals.append((start, end, _label_code(row['label'], where)))
+        if not row['label']:
+            raise ValueError(f'{where}: empty label')
+        intervals.append((start, end, row['label']))
     return intervals
 
 
-def _uses_absolute_times(intervals: list[tuple[float, float, int]], time_base: str, csv_path: Path) -> bool:
+def _uses_absolute_times(intervals: list[tuple[float, float, str]], time_base: str, csv_path: Path) -> bool:
     absolute = [start >= ABSOLUTE_TIME_S for start, _, _ in intervals]
     if time_base == 'auto' and intervals and any(absolute) != all(absolute):
         raise ValueError(f'{csv_path}: mixes absolute (>= {ABSOLUTE_TIME_S:g} s) and relative times')
@@ -93,8 +107,10 @@ def _uses_absolute_times(intervals: list[tuple[float, float, int]], time_base: s
 def labels_from_intervals(csv_path: str | os.PathLike, stamps: np.ndarray, time_base: str = 'auto') -> np.ndarray:
     """Class codes of the frames stamped ``stamps`` from a ``start,end,label`` CSV of anomalous intervals.
 
-    ``time_base``: ``relative`` (seconds after the first frame), ``absolute`` (bag time, Unix seconds)
-    or ``auto`` (absolute when the times are >= 1e8 s); see the ``visual_anomaly.bags`` docstring.
+    Labels are the user's own: see :func:`interval_classes` for their codes and
+    :func:`interval_class_names` for the names to report them by. ``time_base``: ``relative``
+    (seconds after the first frame), ``absolute`` (bag time, Unix seconds) or ``auto`` (absolute
+    when the times are >= 1e8 s); see the ``visual_anomaly.bags`` docstring.
     """
     if time_base not in TIME_BASES:
         raise ValueError(f"time_base must be 'auto', 'relative' or 'absolute', got {time_base!r}")
@@ -103,7 +119,8 @@ def labels_from_intervals(csv_path: str | os.PathLike, stamps: np.ndarray, time_
     use_absolute = _uses_absolute_times(intervals, time_base, Path(csv_path))
     origin = 0 if use_absolute or not len(stamps) else int(stamps[0])
     times_s = (stamps - origin) / 1e9
+    codes = interval_classes([label for _, _, label in intervals])
     labels = np.zeros(len(stamps), np.int64)
-    for start, end, code in intervals:
-        labels[(times_s >= start - _SLACK_S) & (times_s <= end + _SLACK_S)] = code
+    for start, end, label in intervals:
+        labels[(times_s >= start - _SLACK_S) & (times_s <= end + _SLACK_S)] = codes[label.lower()]
     return labels

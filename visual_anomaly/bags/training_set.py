@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -24,7 +24,7 @@ from visual_anomaly.bags.io import (
 )
 from visual_anomaly.core import resize_frame
 
-DEDUP_SIZE = 64  # near-duplicates are compared on thumbnails of this side, in grey levels
+THUMBNAIL_SIZE = 32  # frames are compared on standardized grey thumbnails of this side (see frame_distance)
 OUTPUT_FOLDERS = ('train_set', 'validation_set', 'metadata')
 
 logger = logging.getLogger(__name__)
@@ -60,32 +60,68 @@ def validation_mask(stamps: np.ndarray, fraction: float, block_s: float, seed: i
     return mask, segments
 
 
-@dataclass
-class _Subsampler:
-    """Keeps at most one frame per ``every_ns`` and drops near-duplicates of the last kept frame; counts both."""
+def thumbnail(frame_bgr: np.ndarray) -> np.ndarray:
+    """A frame as a flat THUMBNAIL_SIZE^2 grey thumbnail with zero mean and unit standard deviation (float32)."""
+    grey = cv2.cvtColor(resize_frame(frame_bgr, 'bgr', THUMBNAIL_SIZE), cv2.COLOR_RGB2GRAY).astype(np.float32).ravel()
+    return (grey - grey.mean()) / max(float(grey.std()), 1.0)
 
-    every_ns: int
-    dedup_threshold: float
-    counts: dict[str, int] = field(
-        default_factory=lambda: {'frames': 0, 'rejected': 0, 'dropped_by_time': 0, 'dropped_as_duplicates': 0}
-    )
-    last_stamp: int | None = None
-    last_small: np.ndarray | None = None
 
-    def keep(self, item: DecodedFrame) -> bool:
-        self.counts['frames'] += 1
-        if item.frame is None:
-            self.counts['rejected'] += 1
-            return False
-        if self.last_stamp is not None and item.stamp - self.last_stamp < self.every_ns:
-            self.counts['dropped_by_time'] += 1
-            return False
-        small = resize_frame(item.frame, 'bgr', DEDUP_SIZE).astype(np.int16)
-        if self.last_small is not None and np.abs(small - self.last_small).mean() < self.dedup_threshold:
-            self.counts['dropped_as_duplicates'] += 1
-            return False
-        self.last_stamp, self.last_small = item.stamp, small
-        return True
+def frame_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two thumbnails, in units of the image's contrast (brightness alone: ~0)."""
+    return float(np.abs(a - b).mean())
+
+
+REASONS = ('kept_by_time', 'kept_by_change', 'dropped_as_duplicates', 'dropped_as_similar')  # select_frames' codes
+KEPT_BY_TIME, KEPT_BY_CHANGE, DUPLICATE, SIMILAR = range(len(REASONS))
+
+
+def select_frames(
+    stamps: np.ndarray, thumbnails: np.ndarray, every_ns: int, dedup_threshold: float, change_threshold: float
+) -> np.ndarray:
+    """Why each frame is kept or dropped: indices into REASONS, deciding frame by frame against the last kept one.
+
+    The first frame is kept. A later frame closer than ``dedup_threshold`` to the last kept frame is a
+    near-duplicate (the robot standing still); otherwise it is kept when it is at least
+    ``change_threshold`` away from it (the view changed) or came ``every_ns`` or more after it (time).
+    """
+    reasons = np.full(len(stamps), KEPT_BY_TIME, np.int8)
+    last = 0
+    for i in range(1, len(stamps)):
+        distance = frame_distance(thumbnails[i], thumbnails[last])
+        if distance < dedup_threshold:
+            reasons[i] = DUPLICATE
+        elif distance >= change_threshold:
+            reasons[i], last = KEPT_BY_CHANGE, i
+        elif stamps[i] - stamps[last] >= every_ns:
+            reasons[i], last = KEPT_BY_TIME, i
+        else:
+            reasons[i] = SIMILAR
+    return reasons
+
+
+def change_threshold_for(
+    stamps: np.ndarray, thumbnails: np.ndarray, every_ns: int, dedup_threshold: float, target: int
+) -> float:
+    """The lowest change threshold (to 0.01) with which :func:`select_frames` keeps at most ``target`` frames.
+
+    It is ``dedup_threshold`` when every frame that is no near-duplicate fits in the target, and
+    inf (time rule only) when ``target`` is 0 or the time rule alone keeps that many.
+    """
+
+    def kept(threshold: float) -> int:
+        return int((select_frames(stamps, thumbnails, every_ns, dedup_threshold, threshold) <= KEPT_BY_CHANGE).sum())
+
+    if target <= 0:
+        return math.inf
+    if kept(dedup_threshold) <= target:
+        return dedup_threshold
+    if kept(math.inf) >= target:
+        return math.inf
+    low, high = dedup_threshold, 2.0 * float(np.abs(thumbnails).mean(axis=1).max()) + 0.01  # high: nothing changes
+    while high - low > 0.01:
+        middle = (low + high) / 2
+        low, high = (low, middle) if kept(middle) <= target else (middle, high)
+    return high
 
 
 def _write_jpeg(path: Path, item: DecodedFrame) -> None:
@@ -96,21 +132,33 @@ def _write_jpeg(path: Path, item: DecodedFrame) -> None:
         raise OSError(f'could not write {path}')
 
 
-def _stage_frames(
-    bag_path: Path, staging: Path, topic: str | None, subsampler: _Subsampler, progress: bool
-) -> tuple[str, np.ndarray]:
-    """Write the kept frames of the camera topic to ``staging/NNNNNN.jpg``; returns the topic and their stamps."""
-    kept_stamps: list[int] = []
+def _read_thumbnails(bag_path: Path, topic: str | None, progress: bool) -> tuple[str, np.ndarray, np.ndarray, int]:
+    """The camera topic, the stamps and thumbnails of its readable frames, and how many messages it holds."""
+    stamps, thumbnails = [], []
     with open_bag(bag_path) as reader:
         topic, msgtype, connections = camera_connections(reader, bag_path, topic)
         decoded = iter_decoded(reader, connections, msgtype)
-        for item in tqdm(decoded, total=message_count(connections), desc=f'reading {topic}', disable=not progress):
+        total = message_count(connections)
+        for item in tqdm(decoded, total=total, desc=f'reading {topic}', disable=not progress):
             if item.frame is None:
                 logger.warning('%s: skipping the frame stamped %d ns: %s', bag_path, item.stamp, item.error)
-            if subsampler.keep(item):
-                _write_jpeg(staging / f'{len(kept_stamps):06d}.jpg', item)
-                kept_stamps.append(item.stamp)
-    return topic, np.array(kept_stamps, np.int64)
+                continue
+            stamps.append(item.stamp)
+            thumbnails.append(thumbnail(item.frame))
+    shape = (len(thumbnails), THUMBNAIL_SIZE * THUMBNAIL_SIZE)
+    return topic, np.array(stamps, np.int64), np.array(thumbnails, np.float32).reshape(shape), total
+
+
+def _stage_frames(bag_path: Path, staging: Path, topic: str, kept: np.ndarray, progress: bool) -> None:
+    """Write the ``kept`` readable frames of the camera topic (indices, in order) to ``staging/NNNNNN.jpg``."""
+    rank = {int(index): number for number, index in enumerate(kept)}
+    with open_bag(bag_path) as reader:
+        topic, msgtype, connections = camera_connections(reader, bag_path, topic)
+        decoded = (item for item in iter_decoded(reader, connections, msgtype) if item.frame is not None)
+        total = message_count(connections)
+        for index, item in enumerate(tqdm(decoded, total=total, desc='writing kept frames', disable=not progress)):
+            if index in rank:
+                _write_jpeg(staging / f'{rank[index]:06d}.jpg', item)
 
 
 def _write_splits(out_root: Path, staging: Path, stamps: np.ndarray, validation: np.ndarray) -> None:
@@ -147,48 +195,60 @@ def bag_to_training_set(
     *,
     topic: str | None = None,
     every_s: float = 0.5,
+    dedup_threshold: float = 0.05,
+    target_frames: int = 2000,
     validation_fraction: float = 0.1,
-    dedup_threshold: float = 2.0,
     seed: int = 0,
     block_s: float = 30.0,
     progress: bool = True,
 ) -> Path:
     """Turn a recording of normal driving into a Hazards&Robots-layout training set under ``out_root``.
 
-    Keeps at most one frame per ``every_s`` seconds and drops a frame whose 64x64 version differs from
-    the last kept one by less than ``dedup_threshold`` grey levels (mean absolute difference), e.g.
-    while the robot stands still. Validation takes ``validation_fraction`` of the kept frames as
-    contiguous segments of about ``block_s`` seconds (whole stretches of the patrol, so validation
+    Frames are kept by image change and by time (:func:`select_frames`, distances of
+    :func:`frame_distance`): never a near-duplicate of the last kept frame (closer than
+    ``dedup_threshold``: the robot standing still); a frame that changed enough since the last kept
+    one, by the lowest change threshold that keeps about ``target_frames`` (0: time only); and a frame
+    ``every_s`` seconds or more after it. Validation takes ``validation_fraction`` of the kept frames
+    as contiguous segments of about ``block_s`` seconds (whole stretches of the patrol, so validation
     frames are not near-copies of training frames). Writes ``train_set/`` and ``validation_set/``
     (``frame_NNNNNN.jpg``: the message's own JPEG bytes when it is a JPEG CompressedImage, else JPEG
     quality 95), ``metadata/{train,validation}_frames_envs.csv`` (frame, env 0, stamp_ns) and
-    ``metadata/source.json`` with the counts.
+    ``metadata/source.json`` with the settings, the change threshold used and the counts of REASONS.
     """
-    if every_s < 0 or dedup_threshold < 0 or block_s <= 0:
-        raise ValueError('every_s and dedup_threshold must be >= 0 and block_s > 0')
+    if every_s < 0 or dedup_threshold < 0 or target_frames < 0 or block_s <= 0:
+        raise ValueError('every_s, dedup_threshold and target_frames must be >= 0 and block_s > 0')
     if not 0 <= validation_fraction < 1:
         raise ValueError(f'validation_fraction must be in [0, 1), got {validation_fraction}')
     bag_path, out_root = Path(bag_path), Path(out_root)
     staging = _new_staging(out_root)
-    subsampler = _Subsampler(round(every_s * 1e9), dedup_threshold)
-    topic, stamps = _stage_frames(bag_path, staging, topic, subsampler, progress)
-    if len(stamps) < 2:
+    topic, readable, thumbnails, total = _read_thumbnails(bag_path, topic, progress)
+    every_ns = round(every_s * 1e9)
+    change = change_threshold_for(readable, thumbnails, every_ns, dedup_threshold, target_frames)
+    reasons = select_frames(readable, thumbnails, every_ns, dedup_threshold, change)
+    kept = np.flatnonzero(reasons <= KEPT_BY_CHANGE)
+    if len(kept) < 2:
         shutil.rmtree(staging)
         raise ValueError(
-            f'{bag_path}: only {len(stamps)} frame(s) kept of {subsampler.counts["frames"]} on {topic}; '
-            'lower --every or --dedup-threshold'
+            f'{bag_path}: only {len(kept)} frame(s) kept of {total} on {topic}; '
+            'lower --every or --dedup-threshold, or raise --target'
         )
+    _stage_frames(bag_path, staging, topic, kept, progress)
+    stamps = readable[kept]
     validation, segments = validation_mask(stamps, validation_fraction, block_s, seed)
     _write_splits(out_root, staging, stamps, validation)
     staging.rmdir()
     settings = {
         'every_s': every_s,
         'dedup_threshold': dedup_threshold,
+        'target_frames': target_frames,
+        'change_threshold': round(change, 3) if math.isfinite(change) else None,  # None: frames kept by time only
         'validation_fraction': validation_fraction,
         'block_s': block_s,
         'seed': seed,
     }
-    source = {'bag': str(bag_path), 'topic': topic, **settings, **subsampler.counts, 'kept': len(stamps)}
-    source.update(train=int((~validation).sum()), validation=int(validation.sum()), validation_segments_ns=segments)
+    counts = {name: int((reasons == code).sum()) for code, name in enumerate(REASONS)}
+    source = {'bag': str(bag_path), 'topic': topic, **settings, 'frames': total, 'rejected': total - len(readable)}
+    source.update(counts, kept=len(kept), train=int((~validation).sum()), validation=int(validation.sum()))
+    source['validation_segments_ns'] = segments
     (out_root / 'metadata' / 'source.json').write_text(json.dumps(source, indent=1))
     return out_root

@@ -4,6 +4,7 @@
     visual-anomaly-bag evaluate models/default.pt runs/test_bag --out runs/bag-eval --video runs/bag-eval/overlay.mp4
     visual-anomaly-bag replay runs/test_bag --out runs/live --rate 2                 # through the node over DDS
     visual-anomaly-bag to-training-set patrol_bag data/my_building                # one normal patrol -> training set
+    visual-anomaly-bag calibrate models/default.pt patrol_bag --fpr 0.01          # new building's threshold
     visual-anomaly-train train --data data/my_building --no-outlier-exposure --out runs/my_building
 
 Topics, stamps and label files follow the conventions of the ``visual_anomaly.bags`` package.
@@ -16,6 +17,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from visual_anomaly.bags.calibrate import calibrate_bag
 from visual_anomaly.bags.convert import dataset_to_bag
 from visual_anomaly.bags.evaluate import evaluate_bag
 from visual_anomaly.bags.io import (
@@ -32,6 +34,10 @@ from visual_anomaly.cli.common import Parser, run, subcommand
 CONVENTIONS_HINT = 'topics, stamps and label files: python -m pydoc visual_anomaly.bags'
 TOPIC_HELP = "camera topic (default: the bag's only Image/CompressedImage topic)"
 BAG_HELP = 'rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag'
+BASELINES_HELP = (
+    'trivial baselines (PCA, per-pixel Gaussian, thumbnail kNN) to report beside the model '
+    '(default: baselines.npz beside the bundle, written by visual-anomaly-train train)'
+)
 
 
 # -- handlers --------------------------------------------------------------------------------------
@@ -65,6 +71,7 @@ def evaluate(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         overlay_bag=args.overlay_bag,
         video=args.video,
+        baselines=args.baselines,
         progress=not args.quiet,
     )
     print(format_summary(metrics))
@@ -80,18 +87,39 @@ def to_training_set(args: argparse.Namespace) -> None:
         args.out,
         topic=args.topic,
         every_s=args.every,
-        validation_fraction=args.validation_fraction,
         dedup_threshold=args.dedup_threshold,
+        target_frames=args.target,
+        validation_fraction=args.validation_fraction,
         seed=args.seed,
         block_s=args.block_seconds,
         progress=not args.quiet,
     )
     s = json.loads((root / 'metadata' / 'source.json').read_text())
+    change = 'change rule off' if s['change_threshold'] is None else f'change >= {s["change_threshold"]:.2f}'
     print(
-        f'kept {s["kept"]} of {s["frames"]} frames ({s["dropped_by_time"]} by time, '
-        f'{s["dropped_as_duplicates"]} near-duplicates, {s["rejected"]} unreadable): '
+        f'kept {s["kept"]} of {s["frames"]} frames: {s["kept_by_change"]} by image change ({change}), '
+        f'{s["kept_by_time"]} by time (every {s["every_s"]:g} s); dropped {s["dropped_as_similar"]} too similar, '
+        f'{s["dropped_as_duplicates"]} near-duplicates, {s["rejected"]} unreadable\n'
         f'{s["train"]} train, {s["validation"]} validation in {root}\n'
         f'next: visual-anomaly-train train --data {root} --no-outlier-exposure --out runs/{root.name}'
+    )
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    done = calibrate_bag(
+        args.model,
+        args.bag,
+        args.out,
+        fpr=args.fpr,
+        topic=args.topic,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    before = f'{done.previous.value:.4f}' if done.previous is not None else 'none'
+    print(
+        f'{done.frames} normal frames of {done.topic} ({done.rejected} rejected); {done.decision_score} score '
+        f'{done.threshold.describe()} (was {before})\nwrote {done.bundle}'
     )
 
 
@@ -171,6 +199,31 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     sub.add_argument('--batch-size', type=int, default=256, help='frames per detector batch')
     sub.add_argument('--overlay-bag', type=Path, help=f'also write {OVERLAY_TOPIC} and {ANOMALY_TOPIC} to this new bag')
     sub.add_argument('--video', type=Path, help='also write the overlays as an MP4 video (mp4v)')
+    sub.add_argument('--baselines', type=Path, help=BASELINES_HELP)
+    return sub
+
+
+def _calibrate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    sub = subcommand(
+        commands,
+        'calibrate',
+        calibrate,
+        help="set a model's threshold on a recorded normal patrol of a new building, without retraining",
+        description='Score every camera frame of a bag of normal driving (all of them are treated as normal) and '
+        'fit the score normalization and the threshold at --fpr false positives again; the network is unchanged. '
+        'Writes a new bundle in the format of MODEL (.pt or .onnx; never MODEL itself) and prints the threshold, '
+        'the number of frames and the 95% interval of the false-positive rate to expect on new normal frames. '
+        'A target of fpr needs at least 10/fpr frames (1,000 for 1%), so that 10 frames lie above the threshold.',
+    )
+    sub.add_argument('model', type=Path, help='model bundle (.pt or .onnx), e.g. models/default.pt')
+    sub.add_argument('bag', type=Path, help=f'{BAG_HELP} of normal driving in the building')
+    sub.add_argument(
+        '--out', type=Path, help='new bundle (default: MODEL_STEM.calibrated.pt, or .onnx, beside the bag)'
+    )
+    sub.add_argument('--fpr', type=float, default=0.01, help='target false-positive rate (default 0.01)')
+    sub.add_argument('--topic', help=TOPIC_HELP)
+    sub.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
+    sub.add_argument('--batch-size', type=int, default=256, help='frames per detector batch')
     return sub
 
 
@@ -225,20 +278,34 @@ def _to_training_set_parser(commands: argparse._SubParsersAction) -> argparse.Ar
         help='turn a recording of a normal patrol into a training set',
         description='Turn a bag of normal driving in your own building into a Hazards&Robots-layout '
         'training set (train_set/, validation_set/, metadata/), then train with '
-        '"visual-anomaly-train train --data OUT --no-outlier-exposure --out RUN". Frames are subsampled in '
-        'time, near-duplicates (robot standing still) dropped, and validation is taken as whole stretches '
-        'of the patrol. Record anything unusual separately: every frame here is treated as normal.',
+        '"visual-anomaly-train train --data OUT --no-outlier-exposure --out RUN". Each frame is compared with '
+        'the last kept one (the distance: mean absolute difference of 32x32 grey thumbnails, each scaled to '
+        'zero mean and unit contrast, so a brightness change alone does not count): a near-duplicate '
+        '(below --dedup-threshold: the robot standing still) is dropped; a frame is kept when the view changed '
+        'enough (the lowest change threshold that keeps about --target frames) or when --every seconds '
+        'passed. So a patrol that keeps moving gives many frames and standing still gives few. Validation is '
+        'taken as whole stretches of the patrol. The counts go to metadata/source.json. Record anything '
+        'unusual separately: every frame here is treated as normal.',
     )
     sub.add_argument('bag', type=Path, help=BAG_HELP)
     sub.add_argument('out', type=Path, help='dataset root to create')
     sub.add_argument('--topic', help=TOPIC_HELP)
-    sub.add_argument('--every', type=float, default=0.5, help='keep at most one frame per this many seconds')
+    sub.add_argument(
+        '--target',
+        type=int,
+        default=2000,
+        help='about how many frames to keep by image change (default 2000; fewer when the view changes less; '
+        '0: by time only)',
+    )
+    sub.add_argument(
+        '--every', type=float, default=0.5, help='also keep a frame this many seconds after the last kept one'
+    )
     sub.add_argument('--validation-fraction', type=float, default=0.1, help='share of kept frames for validation')
     sub.add_argument(
         '--dedup-threshold',
         type=float,
-        default=2.0,
-        help='drop frames differing from the last kept one by less than this mean grey level at 64x64',
+        default=0.05,
+        help='drop frames closer than this to the last kept one (default 0.05: 5%% of the contrast)',
     )
     sub.add_argument('--block-seconds', type=float, default=30.0, help='length of each validation stretch')
     sub.add_argument('--seed', type=int, default=0, help='seed for placing the validation stretches')
@@ -249,13 +316,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog='visual-anomaly-bag',
         description='rosbag2 tools for the visual anomaly detector: make camera bags from datasets, score\n'
-        'recorded bags offline against ground truth, replay them live through the node, and turn a\n'
-        'patrol recording into a training set. Bags are read and written with the rosbags library.\n'
+        'recorded bags offline against ground truth, replay them live through the node, turn a\n'
+        'patrol recording into a training set, or re-calibrate a model on one. Bags are read and written\n'
+        'with the rosbags library.\n'
         '"visual-anomaly-bag COMMAND --help" for details.',
         epilog=f'examples:\n{__doc__.split(chr(10) * 2)[1]}\n\n{CONVENTIONS_HINT}',
     )
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for add in (_from_dataset_parser, _evaluate_parser, _replay_parser, _record_parser, _to_training_set_parser):
+    subcommands = (
+        _from_dataset_parser,
+        _evaluate_parser,
+        _replay_parser,
+        _record_parser,
+        _to_training_set_parser,
+        _calibrate_parser,
+    )
+    for add in subcommands:
         add(commands).add_argument('--quiet', action='store_true', help='no progress bars')
     return parser
 

@@ -30,6 +30,7 @@ from visual_anomaly.cli.common import Parser, run, subcommand
 from visual_anomaly.core import export_onnx, load_bundle, read_bundle_metadata
 from visual_anomaly.data.hazards import HazardsDataset
 from visual_anomaly.data.taxonomy import class_code
+from visual_anomaly.evaluation.baselines import baselines_for
 from visual_anomaly.evaluation.frames import REPORT_IMAGES, evaluate_frames, exposed_classes_of, format_summary
 from visual_anomaly.evaluation.report import write_report
 
@@ -58,6 +59,8 @@ def train(args: argparse.Namespace) -> None:
         overrides['outlier_exposure'] = {'enabled': False}
     metrics = train_run(args.data, args.out, load_config(args.config, overrides), not args.quiet)
     print(format_summary(metrics))
+    print(f'autoencoder: {metrics["training"]}')
+    print(f'calibration: {metrics["calibration"]}')
     print(f'bundle, metrics, plots and report.md in {args.out} ({metrics["seconds"]} s)')
 
 
@@ -72,6 +75,8 @@ def evaluate(args: argparse.Namespace) -> None:
         f'Evaluation of {args.bundle.name} on {args.data.name}/{args.split}',
         exposed_classes_of(args.bundle),
         extra={'bundle': str(args.bundle), 'dataset': str(args.data)},
+        baselines=baselines_for(args.bundle, args.baselines),
+        masks=split.masks,
     )
     print(format_summary(metrics))
     print(f'metrics, plots and report.md in {args.out}')
@@ -162,7 +167,11 @@ def _train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPars
         type=Path,
         help='YAML training configuration layered on the defaults (config/train.yaml lists them all)',
     )
-    sub.add_argument('--epochs', type=int, help='override training.epochs')
+    sub.add_argument(
+        '--epochs',
+        type=int,
+        help='override training.epochs, the maximum: training stops earlier once the validation loss stops improving',
+    )
     sub.add_argument('--base-channels', type=int, help='override model.base_channels (autoencoder width F)')
     sub.add_argument('--device', help='override training.device: auto, cpu, cuda, cuda:N')
     sub.add_argument('--no-outlier-exposure', action='store_true', help='train the autoencoder only')
@@ -177,6 +186,11 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     sub.add_argument('--split', default='test', choices=('test', 'outliers', 'validation', 'train'))
     sub.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
     sub.add_argument('--cache-dir', type=Path, help='64x64 frame cache folder (default: <data>/.cache_64)')
+    sub.add_argument(
+        '--baselines',
+        type=Path,
+        help='trivial baselines to report beside the model (default: baselines.npz beside the bundle)',
+    )
     return sub
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,8 +10,10 @@ import numpy as np
 
 from visual_anomaly.core import read_bundle_metadata
 from visual_anomaly.core.visualization import HEATMAP_GAIN
-from visual_anomaly.data.taxonomy import ANOMALY_CLASSES, class_name
-from visual_anomaly.evaluation.metrics import evaluation_metrics
+from visual_anomaly.data.taxonomy import ANOMALY_CLASSES
+from visual_anomaly.evaluation.baselines import Baseline, baseline_scores, baseline_thresholds
+from visual_anomaly.evaluation.metrics import compare_with_baselines, evaluation_metrics, false_positive_line
+from visual_anomaly.evaluation.pixel import pixel_metrics
 from visual_anomaly.evaluation.report import (
     heatmap_sheet,
     plot_roc_curves,
@@ -40,38 +42,52 @@ def evaluate_frames(
     classes: np.ndarray,
     out: Path,
     title: str,
-    exposed_classes: tuple[int, ...] = (),
+    exposed_classes: Sequence[str] = (),
     history: Mapping[str, list] | None = None,
     extra: Mapping | None = None,
     extra_images: Mapping[str, Path] | None = None,
     result: DetectionResult | None = None,
+    baselines: Sequence[Baseline] = (),
+    class_names: Mapping[int, str] = ANOMALY_CLASSES,
+    masks: np.ndarray | None = None,
 ) -> dict:
     """Score 64x64 frames with known classes; write metrics, plots and ``report.md`` into ``out``.
 
     ``extra_images`` (caption -> image file in ``out``) are listed in the report after the standard
-    plots; ``result``, when the caller already scored ``frames``, saves scoring them again.
+    plots; ``result``, when the caller already scored ``frames``, saves scoring them again;
+    ``baselines`` (fitted and calibrated) are scored on the same frames and reported beside ours.
+    ``classes`` are codes named by ``class_names`` (default: the Hazards&Robots classes);
+    ``exposed_classes`` are the names of the classes outlier exposure saw, reported as "seen".
+    ``masks``, (N, 64, 64) bool ground truth per pixel, add pixel ROC-AUC and PRO of the error maps.
     """
     out.mkdir(parents=True, exist_ok=True)
     result = detector.detect_resized(frames) if result is None else result
     thresholds = {kind: t.value for kind, t in detector.calibration.thresholds.items()}
+    scores = {**result.scores, **baseline_scores(baselines, frames)}
+    thresholds.update(baseline_thresholds(baselines))
     is_anomaly = classes > 0
+    exposed_codes = tuple(code for code, name in class_names.items() if code > 0 and name in set(exposed_classes))
     metrics = {
         **(extra or {}),
         'frames': len(frames),
         'anomalous_frames': int(is_anomaly.sum()),
         'decision_score': detector.decision_score,
-        'exposed_classes': [class_name(c) for c in exposed_classes],
-        'evaluation': evaluation_metrics(result.scores, thresholds, classes, ANOMALY_CLASSES, exposed_classes),
+        'exposed_classes': list(exposed_classes),
+        'evaluation': evaluation_metrics(scores, thresholds, classes, class_names, exposed_codes),
     }
+    if baselines:
+        metrics['against_baselines'] = compare_with_baselines(metrics['evaluation'], detector.decision_score)
+    if masks is not None:
+        metrics['pixel'] = pixel_metrics(result.error_map, masks)
     images = {}
     if is_anomaly.any() and (~is_anomaly).any():
-        images['ROC curves'] = plot_roc_curves(result.scores, is_anomaly, out / 'roc.png')
+        images['ROC curves'] = plot_roc_curves(scores, is_anomaly, out / 'roc.png')
     images['Score histogram'] = plot_score_histogram(
         result.score, is_anomaly, detector.threshold_, detector.decision_score, out / 'scores.png'
     )
     ranked = np.argsort(-result.score)
     shown = np.r_[ranked[:6], ranked[-4:]]
-    captions = [f'({class_name(classes[i])})' for i in shown]
+    captions = [f'({class_names.get(int(classes[i]), classes[i])})' for i in shown]
     images['Most and least anomalous frames'] = heatmap_sheet(
         frames, result, shown, captions, HEATMAP_GAIN * detector.typical_normal_mse, out / 'heatmaps.png'
     )
@@ -102,11 +118,12 @@ def format_summary(metrics: Mapping) -> str:
             f'{marker} {kind:<15} ROC-AUC {o["roc_auc"]:.3f}{groups}  PR-AUC {o["pr_auc"]:.3f}  '
             f'F1 {o["f1"]:.3f}  FPR {o["false_positive_rate"]:.3f}'
         )
-    return '\n'.join(lines) + '\n(* = decision score)'
+    decision = evaluation.get(metrics['decision_score'])
+    fpr = f'\n{false_positive_line(decision["overall"])}' if decision else ''
+    return '\n'.join(lines) + '\n(* = decision score)' + fpr
 
 
-def exposed_classes_of(path: Path) -> tuple[int, ...]:
-    """Codes of the anomaly classes a bundle's OE head was exposed to, from its provenance."""
+def exposed_classes_of(path: Path) -> tuple[str, ...]:
+    """Names of the anomaly classes a bundle's OE head was exposed to, from its provenance."""
     per_class = read_bundle_metadata(path).get('provenance', {}).get('outlier_exposure', {}).get('per_class', {})
-    codes = {name: code for code, name in ANOMALY_CLASSES.items()}
-    return tuple(sorted(codes[name] for name in per_class if name in codes))
+    return tuple(sorted(per_class))

@@ -7,9 +7,23 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
+from visual_anomaly.core.thresholds import CONFIDENCE, clopper_pearson, percent
+
+
+def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float = 0.01) -> float:
+    """Recall when the threshold lets through at most ``fpr`` of these normal frames (a threshold-free
+    figure: the threshold is read off the evaluated normals themselves)."""
+    normal, anomalous = scores[~labels], scores[labels]
+    if not len(normal) or not len(anomalous):
+        return float('nan')
+    allowed = int(np.floor(fpr * len(normal)))
+    cut = np.sort(normal)[::-1][allowed] if allowed < len(normal) else -np.inf
+    return float((anomalous > cut).mean())
+
 
 def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
-    """ROC-AUC, PR-AUC, and precision/recall/F1/FPR at ``score > threshold``; labels: 1 = anomaly."""
+    """ROC-AUC, PR-AUC (average precision), recall at 1% FPR, and precision/recall/F1/FPR at
+    ``score > threshold``; labels: 1 = anomaly."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels).astype(bool)
     predicted = scores > threshold
@@ -20,6 +34,7 @@ def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) 
     return {
         'roc_auc': float(roc_auc_score(labels, scores)) if both_classes else float('nan'),
         'pr_auc': float(average_precision_score(labels, scores)) if both_classes else float('nan'),
+        'recall_at_1pct_fpr': recall_at_fpr(scores, labels, 0.01),
         'precision': float(precision),
         'recall': float(recall),
         'f1': float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
@@ -59,6 +74,7 @@ def evaluation_metrics(
                 'roc_auc': class_metrics['roc_auc'],
                 'pr_auc': class_metrics['pr_auc'],
                 'recall': class_metrics['recall'],
+                'recall_at_1pct_fpr': class_metrics['recall_at_1pct_fpr'],
             }
         if exposed_classes:
             seen = np.isin(classes, list(exposed_classes))
@@ -68,3 +84,47 @@ def evaluation_metrics(
                     entry[group] = detection_metrics(values[mask], classes[mask] > 0, threshold)
         report[kind] = entry
     return report
+
+
+def compare_with_baselines(evaluation: Mapping[str, dict], decision: str) -> dict:
+    """How the decision score stands against the best ``baseline:*`` score, overall and per class.
+
+    ``margin`` is our ROC-AUC minus the best baseline's (negative: a trivial baseline ranks frames
+    better); ``classes_lost`` lists the classes where some baseline beats us, with both ROC-AUCs.
+    """
+    baselines = {kind: entry for kind, entry in evaluation.items() if kind.startswith('baseline:')}
+    ours = evaluation[decision]
+    if not baselines:
+        return {}
+    best = max(baselines, key=lambda kind: _auc_or_minus_one(baselines[kind]['overall']))
+    lost = {}
+    for name, entry in ours['per_class'].items():
+        rival = max(baselines, key=lambda kind, n=name: _auc_or_minus_one(baselines[kind]['per_class'][n]))
+        rival_auc = baselines[rival]['per_class'][name]['roc_auc']
+        if rival_auc > entry['roc_auc']:
+            lost[name] = {'ours': entry['roc_auc'], 'baseline': rival, 'baseline_roc_auc': rival_auc}
+    return {
+        'best_baseline': best,
+        'best_baseline_roc_auc': baselines[best]['overall']['roc_auc'],
+        'ours_roc_auc': ours['overall']['roc_auc'],
+        'margin': ours['overall']['roc_auc'] - baselines[best]['overall']['roc_auc'],
+        'classes_lost': lost,
+    }
+
+
+def _auc_or_minus_one(entry: Mapping) -> float:
+    value = entry.get('roc_auc', float('nan'))
+    return value if np.isfinite(value) else -1.0
+
+
+def false_positive_line(overall: Mapping) -> str:
+    """'FPR on normal test frames: x% (95% CI a-b%, k of n)' from an entry of :func:`detection_metrics`
+    (exact Clopper-Pearson interval)."""
+    flagged, normal = overall['false_positives'], overall['false_positives'] + overall['true_negatives']
+    if not normal:
+        return 'FPR on normal test frames: no normal frame'
+    low, high = clopper_pearson(flagged, normal)
+    return (
+        f'FPR on normal test frames: {percent(flagged / normal)} ({CONFIDENCE:.0%} CI {percent(low, "")}-'
+        f'{percent(high)}, {flagged} of {normal})'
+    )

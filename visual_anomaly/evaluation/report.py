@@ -18,6 +18,8 @@ from sklearn.metrics import roc_curve
 from visual_anomaly.core import DetectionResult
 from visual_anomaly.core.visualization import decision_label, error_heatmap, overlay
 from visual_anomaly.data.taxonomy import ANOMALY_CLASSES
+from visual_anomaly.evaluation.metrics import false_positive_line
+from visual_anomaly.evaluation.pixel import pixel_summary
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -80,7 +82,12 @@ def _anomalous_runs(classes: np.ndarray) -> list[tuple[int, int]]:
 
 
 def plot_score_timeline(
-    times_s: np.ndarray, scores: np.ndarray, threshold: float, classes: np.ndarray, path: Path
+    times_s: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    classes: np.ndarray,
+    path: Path,
+    class_names: Mapping[int, str] = ANOMALY_CLASSES,
 ) -> Path:
     """Decision score over time with the threshold; ground-truth anomalous intervals shaded and named.
 
@@ -107,7 +114,7 @@ def plot_score_timeline(
         if len(runs) <= 40:  # name the classes while the names stay readable
             codes = np.unique(classes[first : last + 1])
             axes.annotate(
-                ', '.join(ANOMALY_CLASSES.get(int(code), str(code)) for code in codes),
+                ', '.join(class_names.get(int(code), str(code)) for code in codes),
                 (0.5 * (times_s[first] + times_s[last]), 1.0),
                 xycoords=('data', 'axes fraction'),
                 ha='center',
@@ -164,45 +171,82 @@ def _fmt(value: float) -> str:
     return '-' if value is None or not np.isfinite(value) else f'{value:.3f}'
 
 
+def _scores_table(evaluation: Mapping[str, dict]) -> list[str]:
+    lines = [
+        '## Scores',
+        '',
+        '| score | ROC-AUC | PR-AUC | recall at 1% FPR | F1 | precision | recall | FPR | seen ROC-AUC '
+        '| unseen ROC-AUC |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for kind, entry in evaluation.items():
+        o = entry['overall']
+        seen, unseen = entry.get('seen', {}), entry.get('unseen', {})
+        lines.append(
+            f'| {kind} | {_fmt(o["roc_auc"])} | {_fmt(o["pr_auc"])} | {_fmt(o.get("recall_at_1pct_fpr"))} | '
+            f'{_fmt(o["f1"])} | {_fmt(o["precision"])} | {_fmt(o["recall"])} | {_fmt(o["false_positive_rate"])} | '
+            f'{_fmt(seen.get("roc_auc"))} | {_fmt(unseen.get("roc_auc"))} |'
+        )
+    return lines
+
+
+def _per_class_table(evaluation: Mapping[str, dict], decision: str) -> list[str]:
+    o = evaluation[decision]['overall']
+    lines = [
+        '',
+        f'Decision on `{decision}` at threshold {o["threshold"]:.3f}: '
+        f'{o["true_positives"]} TP, {o["false_positives"]} FP, {o["true_negatives"]} TN, '
+        f'{o["false_negatives"]} FN. {false_positive_line(o)}.',
+        '',
+        '## Per anomaly class (normal vs that class)',
+        '',
+        '| class | frames | ' + ' | '.join(f'{k} ROC-AUC' for k in evaluation) + ' | recall |',
+        '|---|---|' + '---|' * len(evaluation) + '---|',
+    ]
+    for name, entry in evaluation[decision]['per_class'].items():
+        aucs = ' | '.join(_fmt(evaluation[k]['per_class'][name]['roc_auc']) for k in evaluation)
+        lines.append(f'| {name} | {entry["frames"]} | {aucs} | {_fmt(entry["recall"])} |')
+    return lines
+
+
+def _baselines_section(comparison: Mapping) -> list[str]:
+    if not comparison:
+        return []
+    verdict = 'beats' if comparison['margin'] > 0 else 'does NOT beat'
+    lines = [
+        '',
+        '## Against the trivial baselines',
+        '',
+        f'The decision score {verdict} the best baseline (`{comparison["best_baseline"]}`): ROC-AUC '
+        f'{_fmt(comparison["ours_roc_auc"])} vs {_fmt(comparison["best_baseline_roc_auc"])} '
+        f'({comparison["margin"]:+.3f}).',
+    ]
+    for name, lost in comparison['classes_lost'].items():
+        lines.append(
+            f'- `{name}`: a baseline ranks it better ({lost["baseline"]} {_fmt(lost["baseline_roc_auc"])} '
+            f'vs ours {_fmt(lost["ours"])})'
+        )
+    return lines
+
+
 def write_report(
     out: Path, title: str, metrics: Mapping, images: Mapping[str, Path], notes: Sequence[str] = ()
 ) -> Path:
     """Write ``metrics.json`` and a Markdown ``report.md`` linking the images, into ``out``."""
     (out / 'metrics.json').write_text(json.dumps(metrics, indent=2, default=float))
     lines = [f'# {title}', '', *notes, '']
+    if 'training' in metrics:  # how training ended (training.run)
+        lines += [f'Training: {metrics["training"]}', '']
+    if 'calibration' in metrics:  # the threshold and the false-positive rate it promises (training.run)
+        lines += [f'Calibration: {metrics["calibration"]}', '']
     evaluation = metrics.get('evaluation', {})
     if evaluation:
-        lines += [
-            '## Scores',
-            '',
-            '| score | ROC-AUC | PR-AUC | F1 | precision | recall | FPR | seen ROC-AUC | unseen ROC-AUC |',
-            '|---|---|---|---|---|---|---|---|---|',
-        ]
-        for kind, entry in evaluation.items():
-            o = entry['overall']
-            seen, unseen = entry.get('seen', {}), entry.get('unseen', {})
-            lines.append(
-                f'| {kind} | {_fmt(o["roc_auc"])} | {_fmt(o["pr_auc"])} | {_fmt(o["f1"])} | '
-                f'{_fmt(o["precision"])} | {_fmt(o["recall"])} | {_fmt(o["false_positive_rate"])} | '
-                f'{_fmt(seen.get("roc_auc"))} | {_fmt(unseen.get("roc_auc"))} |'
-            )
+        lines += _scores_table(evaluation)
         decision = metrics.get('decision_score')
         if decision in evaluation:
-            o = evaluation[decision]['overall']
-            lines += [
-                '',
-                f'Decision on `{decision}` at threshold {o["threshold"]:.3f}: '
-                f'{o["true_positives"]} TP, {o["false_positives"]} FP, {o["true_negatives"]} TN, '
-                f'{o["false_negatives"]} FN.',
-                '',
-                '## Per anomaly class (normal vs that class)',
-                '',
-                '| class | frames | ' + ' | '.join(f'{k} ROC-AUC' for k in evaluation) + ' | recall |',
-                '|---|---|' + '---|' * len(evaluation) + '---|',
-            ]
-            for name, entry in evaluation[decision]['per_class'].items():
-                aucs = ' | '.join(_fmt(evaluation[k]['per_class'][name]['roc_auc']) for k in evaluation)
-                lines.append(f'| {name} | {entry["frames"]} | {aucs} | {_fmt(entry["recall"])} |')
+            lines += _per_class_table(evaluation, decision)
+        lines += _baselines_section(metrics.get('against_baselines', {}))
+        lines += pixel_summary(metrics)
     for caption, image in images.items():
         lines += ['', f'## {caption}', '', f'![{caption}]({Path(image).name})']
     path = out / 'report.md'

@@ -31,7 +31,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from tqdm.auto import tqdm
 
 from visual_anomaly.bags.io import camera_connections, open_bag, stamp_ns
-from visual_anomaly.bags.labels import labels_from_intervals, read_labels
+from visual_anomaly.bags.labels import interval_class_names, labels_from_intervals, read_labels
+from visual_anomaly.data.taxonomy import ANOMALY_CLASSES
 from visual_anomaly.ros.messages import DIAGNOSTICS_NAME, FRAME_COUNTERS
 from visual_anomaly.ros.process import replay_args, start_node_process
 
@@ -186,7 +187,10 @@ def live_report(
 
     out.mkdir(parents=True, exist_ok=True)
     stamps = np.sort(stamps)
-    labels = labels_from_intervals(labels_csv, stamps) if labels_csv else read_labels(bag_path, stamps)
+    if labels_csv:  # the user's own classes
+        labels, names = labels_from_intervals(labels_csv, stamps), interval_class_names(labels_csv)
+    else:  # ground truth written from a Hazards&Robots-layout dataset
+        labels, names = read_labels(bag_path, stamps), dict(ANOMALY_CLASSES)
     answered = np.array([s in recording.answers for s in stamps])
     scores = np.array([recording.answers[s][0] if ok else np.nan for s, ok in zip(stamps, answered, strict=True)])
     threshold = float(np.median([a[1] for a in recording.answers.values()])) if recording.answers else float('nan')
@@ -209,7 +213,8 @@ def live_report(
             metrics['end_to_end_ms'] = {f'p{q}': float(np.percentile(latency, q)) for q in (50, 90, 99)}
             metrics['end_to_end_ms']['max'] = float(latency.max())
     times = (stamps - stamps[0]) / 1e9
-    plot_score_timeline(times[answered], scores[answered], threshold, labels[answered], out / 'live_timeline.png')
+    timeline = out / 'live_timeline.png'
+    plot_score_timeline(times[answered], scores[answered], threshold, labels[answered], timeline, names)
     (out / 'live_metrics.json').write_text(json.dumps(metrics, indent=2))
     return metrics
 
