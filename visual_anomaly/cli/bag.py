@@ -294,11 +294,11 @@ def _to_training_set_parser(commands: argparse._SubParsersAction) -> argparse.Ar
         '--target',
         type=int,
         default=2000,
-        help='about how many frames to keep by image change (default 2000; fewer when the view changes less; '
-        '0: by time only)',
+        help='keep up to about this many frames, the ones where the view changed most (default 2000; fewer when '
+        'the view changes less, more when --every alone keeps more; 0: by time only)',
     )
     sub.add_argument(
-        '--every', type=float, default=0.5, help='also keep a frame this many seconds after the last kept one'
+        '--every', type=float, default=0.5, help='also keep a frame this many seconds after the last kept one (0.5)'
     )
     sub.add_argument('--validation-fraction', type=float, default=0.1, help='share of kept frames for validation')
     sub.add_argument(
