@@ -1,4 +1,4 @@
-"""Frame sets of the corridor world, and the on-disk layout of the Hazards&Robots corridor dataset."""
+"""Frame sets of the corridor and photo worlds, and the on-disk layout of the Hazards&Robots corridor dataset."""
 
 from __future__ import annotations
 
@@ -10,8 +10,40 @@ import cv2
 import numpy as np
 
 from training.world.corridor import CorridorWorld, anomaly_classes
+from training.world.photo import PhotoWorld, photo_classes
+from training.world.photo_assets import PHOTO_BUILDINGS, PHOTO_CLASSES
 from training.world.scene import FrameInfo
 from visual_anomaly.data.masks import MASK_SIZE, write_mask
+from visual_anomaly.data.taxonomy import ANOMALY_CLASSES, class_code
+
+WORLDS: tuple[str, ...] = ('corridor', *PHOTO_BUILDINGS)  # photo-c is held out: never tune on it
+
+
+def make_world(
+    name: str,
+    seed: int = 0,
+    image_size: int = 512,
+    n_environments: int = 4,
+    jpeg_quality: tuple[int, int] | None = (70, 95),
+) -> CorridorWorld | PhotoWorld:
+    """World ``name`` (one of :data:`WORLDS`): the corridor world, or a building of the photo worlds."""
+    if name == 'corridor':
+        return CorridorWorld(seed, image_size, n_environments, jpeg_quality)
+    if name in PHOTO_BUILDINGS:
+        return PhotoWorld(name, seed, image_size, n_environments, jpeg_quality)
+    raise ValueError(f'unknown world {name!r}; known: {", ".join(WORLDS)}')
+
+
+def world_classes(name: str, classes: Sequence[int | str] | None) -> list[int]:
+    """Class codes of ``classes`` (names or codes) in world ``name``; all of its classes when None or empty."""
+    if name == 'corridor':
+        return anomaly_classes([class_code(str(item)) for item in classes or ()])
+    return photo_classes(classes)
+
+
+def world_class_names(name: str) -> dict[int, str]:
+    """The names of world ``name``'s class codes (0 = normal)."""
+    return dict(PHOTO_CLASSES if name in PHOTO_BUILDINGS else ANOMALY_CLASSES)
 
 
 def generate_frames(
@@ -24,6 +56,7 @@ def generate_frames(
     world_seed: int = 0,
     n_environments: int = 4,
     jpeg_quality: tuple[int, int] | None = (70, 95),
+    world: str = 'corridor',
 ) -> tuple[np.ndarray, list[FrameInfo], np.ndarray]:
     """``n`` independent frames, ``round(n * anomaly_fraction)`` of them anomalous (classes cycled), shuffled.
 
@@ -31,13 +64,14 @@ def generate_frames(
     training and test sets drawn with different seeds show the same building. Returns the RGB frames,
     their ground truth and their (n, 64, 64) bool masks (True where the anomaly is visible). An
     anomalous frame's object is placed until it is in view; one that never gets there (rare) leaves a
-    normal frame, so count anomalies by ``label`` rather than trusting ``anomaly_fraction``.
+    normal frame, so count anomalies by ``label`` rather than trusting ``anomaly_fraction``. ``world``
+    names the world (:data:`WORLDS`); ``classes`` are its class codes or names.
     """
     if not 0.0 <= anomaly_fraction <= 1.0:
         raise ValueError(f'anomaly_fraction must be in [0, 1], got {anomaly_fraction}')
-    classes = anomaly_classes(classes)
+    classes = world_classes(world, classes)
     rng = np.random.default_rng(seed)
-    world = CorridorWorld(world_seed, image_size, n_environments, jpeg_quality)
+    renderer = make_world(world, world_seed, image_size, n_environments, jpeg_quality)
     n_anomalous = round(n * anomaly_fraction)
     labels = np.zeros(n, np.int64)
     labels[:n_anomalous] = [classes[i % len(classes)] for i in range(n_anomalous)]
@@ -46,7 +80,7 @@ def generate_frames(
     masks = np.empty((n, MASK_SIZE, MASK_SIZE), bool)
     infos = []
     for i, label in enumerate(labels):
-        frames[i], info, masks[i] = world.render(rng, int(label))
+        frames[i], info, masks[i] = renderer.render(rng, int(label))
         infos.append(info)
     return frames, infos, masks
 
@@ -123,9 +157,10 @@ def write_hazards_layout(
     seed: int = 0,
     image_size: int = 512,
     test_anomaly_fraction: float = 0.3,
-    outlier_classes: Sequence[int] | None = None,
-    test_classes: Sequence[int] | None = None,
+    outlier_classes: Sequence[int | str] | None = None,
+    test_classes: Sequence[int | str] | None = None,
     jpeg_quality: tuple[int, int] = (70, 95),
+    world: str = 'corridor',
 ) -> Path:
     """Write a synthetic dataset in the Hazards&Robots corridor layout under ``root`` and return it.
 
@@ -133,6 +168,8 @@ def write_hazards_layout(
     frames of ``test_classes``, ``outliers_set/`` anomalous frames of ``outlier_classes`` for outlier
     exposure; ``metadata/`` holds the label and environment CSVs in sorted file order. The test and
     outliers frames have their 64x64 masks in ``test_set_masks/`` and ``outliers_set_masks/``.
+    ``world`` (:data:`WORLDS`) is what is rendered; the label CSVs hold integer codes, so a photo world's
+    codes and names are written to ``metadata/class_names.csv`` (code,name) beside them.
     """
     splits = {
         'train_set': (n_train, 0.0, None),
@@ -149,7 +186,11 @@ def write_hazards_layout(
             classes=classes,
             world_seed=seed,
             jpeg_quality=None,
+            world=world,
         )
         with_masks = split in ('test_set', 'outliers_set')
         write_split(root, split, frames, infos, seed * 10 + offset, jpeg_quality, masks=masks if with_masks else None)
+    if world != 'corridor':
+        names = list(world_class_names(world).items())
+        _write_csv(Path(root) / 'metadata' / 'class_names.csv', ('code', 'name'), names)
     return Path(root)

@@ -1,6 +1,7 @@
 """``visual-anomaly-train``: generate data, train a model bundle, evaluate it, rebuild reports.
 
     visual-anomaly-train generate data/corridors                 # synthetic Hazards&Robots-layout dataset
+    visual-anomaly-train generate data/photo-b --world photo-b   # the same in a photographic building
     visual-anomaly-train train --data data/corridors --out runs/corridors
     visual-anomaly-train evaluate runs/corridors/model.pt --data data/corridors --out runs/eval
     visual-anomaly-train report runs/corridors                   # re-render report.md from metrics.json
@@ -25,17 +26,17 @@ from training.mnist.suite import DESCRIPTION as MNIST_DESCRIPTION
 from training.mnist.suite import add_arguments as add_mnist_arguments
 from training.mnist.suite import run_from_args as run_mnist
 from training.run import train_run
-from training.world import write_hazards_layout
+from training.world import WORLDS, world_classes, write_hazards_layout
 from visual_anomaly.cli.common import Parser, run, subcommand
 from visual_anomaly.core import export_onnx, load_bundle, read_bundle_metadata
 from visual_anomaly.data.hazards import HazardsDataset
-from visual_anomaly.data.taxonomy import class_code
 from visual_anomaly.evaluation.baselines import baselines_for
 from visual_anomaly.evaluation.frames import REPORT_IMAGES, evaluate_frames, exposed_classes_of, format_summary
 from visual_anomaly.evaluation.report import write_report
 
 
 def generate(args: argparse.Namespace) -> None:
+    outlier_classes = world_classes(args.world, args.outlier_classes) if args.outlier_classes else None
     root = write_hazards_layout(
         args.root,
         n_train=args.train,
@@ -45,9 +46,10 @@ def generate(args: argparse.Namespace) -> None:
         seed=args.seed,
         image_size=args.image_size,
         test_anomaly_fraction=args.anomaly_fraction,
-        outlier_classes=args.outlier_classes,
+        outlier_classes=outlier_classes,
+        world=args.world,
     )
-    print(f'wrote a synthetic corridor dataset to {root}')
+    print(f'wrote a synthetic {args.world} dataset to {root}')
 
 
 def train(args: argparse.Namespace) -> None:
@@ -100,12 +102,9 @@ def export(args: argparse.Namespace) -> None:
     print(f'wrote {out} ({out.stat().st_size / 1e6:.1f} MB): load it like the .pt bundle, without PyTorch')
 
 
-def class_list(text: str) -> list[int]:
-    """Comma-separated anomaly class names or codes, as an argument type."""
-    try:
-        return [class_code(item) for item in text.split(',') if item.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def class_list(text: str) -> list[str]:
+    """Comma-separated anomaly class names or codes, as an argument type (checked against the world's classes)."""
+    return [item.strip() for item in text.split(',') if item.strip()]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,8 +150,15 @@ def _generate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     sub.add_argument(
         '--outlier-classes',
         type=class_list,
-        help='anomaly classes of outliers_set, e.g. boxes,cable,water (default: all); '
-        'the others stay unseen in training',
+        help='anomaly classes of outliers_set, e.g. boxes,cable,water, or person,tape for a photo world '
+        '(default: all); the others stay unseen in training',
+    )
+    sub.add_argument(
+        '--world',
+        choices=WORLDS,
+        default='corridor',
+        help='what to render: the corridor world, or photo building photo-b (tuning) or photo-c '
+        '(held out: never use it to choose methods or settings); photo worlds need scikit-image',
     )
     sub.add_argument('--seed', type=int, default=0, help='world and sampling seed')
     return sub
