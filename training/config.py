@@ -17,6 +17,7 @@ import yaml
 from training.autoencoder import TrainConfig
 from training.outlier_exposure import OutlierExposureConfig
 from visual_anomaly.core import AutoencoderConfig, PreprocessingConfig
+from visual_anomaly.core.change import MemoryFitConfig
 
 
 @dataclass
@@ -79,6 +80,7 @@ class RunConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
+    memory: MemoryFitConfig = field(default_factory=MemoryFitConfig)
     outlier_exposure: ExposureConfig = field(default_factory=ExposureConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -34,6 +34,7 @@ from visual_anomaly.core import (
     resize_frames,
     save_bundle,
 )
+from visual_anomaly.core.change import fit_memory
 from visual_anomaly.data.hazards import HazardsDataset
 from visual_anomaly.data.taxonomy import ANOMALY_CLASSES, class_name
 from visual_anomaly.evaluation.pixel import pixel_metrics
@@ -63,7 +64,8 @@ class DemoConfig:
 
 
 def train_small_model(out: Path, render_size: int, seed: int = 0, device: str = 'auto') -> Path:
-    """Train an F=16 autoencoder on 1,500 generated corridor frames; calibrate it at 1% FPR on a normal patrol.
+    """Train an F=16 autoencoder on 1,500 generated corridor frames, with a patrol memory of them; calibrate it
+    at 1% FPR on a normal patrol.
 
     The threshold is set on 300 frames of a separate, anomaly-free patrol at the camera's size, as
     a user calibrates on a normal recording of the robot that will run the model.
@@ -79,7 +81,7 @@ def train_small_model(out: Path, render_size: int, seed: int = 0, device: str = 
     model = ConvAutoencoder(AutoencoderConfig(base_channels=16))
     config = TrainConfig(epochs=15, seed=seed, device=device, lr_patience=3, early_stopping_patience=6)
     history = fit_autoencoder(model, train, validation, Preprocessor(PreprocessingConfig()), config)
-    detector = Detector(model, device=device)
+    detector = Detector(model, device=device, memory=fit_memory(train, PreprocessingConfig()))
     detector.calibrate(validation, fpr=0.01)
     provenance = {
         'trained_on': 'synthetic corridor world (demo --train), calibrated on a normal patrol',
@@ -123,7 +125,7 @@ def patrol_pixel_metrics(model: Path, patrol: Path, device: str) -> dict[str, fl
     if split.masks is None:
         raise FileNotFoundError(f'{patrol}: the patrol has no test_set_masks folder')
     result = load_bundle(model, device).detect_resized(np.asarray(split.frames))
-    return pixel_metrics(result.error_map, split.masks)
+    return pixel_metrics(result.anomaly_map, split.masks)
 
 
 def _model(config: DemoConfig, say: Callable[[str], None]) -> Path:

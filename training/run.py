@@ -20,6 +20,7 @@ from training.autoencoder import TrainingHistory, fit_autoencoder
 from training.config import RunConfig
 from training.outlier_exposure import fit_outlier_exposure
 from visual_anomaly.core import ConvAutoencoder, Detector, Preprocessor, save_bundle
+from visual_anomaly.core.change import fit_memory
 from visual_anomaly.data.hazards import CachedSplit, HazardsDataset
 from visual_anomaly.data.taxonomy import class_name
 from visual_anomaly.evaluation.baselines import BASELINES_FILE, Baseline, fit_baselines, save_baselines
@@ -67,13 +68,18 @@ def train_run(data: Path, out: Path, config: RunConfig, progress: bool = True) -
 def fit_detector(
     train: np.ndarray, validation: np.ndarray, config: RunConfig, progress: bool = True
 ) -> tuple[Detector, TrainingHistory]:
-    """An autoencoder trained on normal 64x64 frames, in a detector calibrated on the validation frames."""
+    """An autoencoder trained on normal 64x64 frames (in patrol order), with a patrol memory of them unless
+    disabled, in a detector calibrated on the validation frames."""
     model = ConvAutoencoder(config.model.autoencoder())
     preprocessing = config.model.preprocessing()
     print(f'training F={config.model.base_channels} on {len(train)} frames, validating on {len(validation)}')
     history = fit_autoencoder(model, train, validation, Preprocessor(preprocessing), config.training, progress)
     print(f'autoencoder: {history.summary()}')
     detector = Detector(model, preprocessing, device=config.training.device)
+    if config.memory.enabled:
+        memory = fit_memory(train, preprocessing, config.memory)
+        print(f'patrol memory: {memory.size} of {len(train)} training frames')
+        detector.set_memory(memory)
     detector.calibrate(validation, fpr=config.calibration.false_positive_rate)
     return detector, history
 

@@ -19,7 +19,8 @@ def test_detect_outputs_for_every_frame(small_detector, frames64):
     n = len(frames64)
     assert result.mse.shape == (n,) and result.error_map.shape == (n, 64, 64)
     assert result.embedding.shape == (n, 128) and result.oe_probability.shape == (n,)
-    assert set(result.scores) == set(SCORE_KINDS)
+    assert set(result.scores) == set(small_detector.available_scores) == set(SCORE_KINDS) - {'change'}  # no memory
+    assert result.anomaly_map is result.error_map  # without a memory the evidence is the reconstruction error
     assert result.is_anomaly.dtype == bool
     np.testing.assert_allclose(result.error_map.mean(axis=(1, 2)), result.mse, rtol=1e-5)
     assert np.all((result.oe_probability > 0) & (result.oe_probability < 1))
@@ -45,7 +46,7 @@ def test_colour_order_is_honoured(small_detector, frames64):
 def test_calibration_sets_thresholds_and_normalizes(small_detector, frames64, rng):
     normal = np.concatenate([frames64] * 10)
     calibration = small_detector.calibrate(normal, fpr=0.1)
-    assert set(calibration.thresholds) == set(SCORE_KINDS)
+    assert set(calibration.thresholds) == set(small_detector.available_scores)
     result = small_detector.detect(normal)
     assert np.mean(result.is_anomaly) <= 0.1
     assert abs(np.median(result.scores['reconstruction'])) < 1e-6

@@ -39,7 +39,7 @@ from visual_anomaly.bags.io import (
 )
 from visual_anomaly.bags.labels import interval_class_names, labels_from_intervals, read_labels
 from visual_anomaly.core import DetectionResult, FrameScorer, load_bundle
-from visual_anomaly.core.visualization import HEATMAP_GAIN, decision_label, error_heatmap, overlay
+from visual_anomaly.core.visualization import decision_label, error_heatmap, overlay
 from visual_anomaly.data.taxonomy import ANOMALY_CLASSES
 
 VIDEO_FOURCC = 'mp4v'
@@ -66,6 +66,7 @@ def _score_batches(detector: FrameScorer, frames: np.ndarray, batch_size: int, p
     return DetectionResult(
         mse=np.concatenate([part.mse for part in parts]),
         error_map=np.concatenate([part.error_map for part in parts]),
+        anomaly_map=np.concatenate([part.anomaly_map for part in parts]),
         embedding=np.concatenate([part.embedding for part in parts]),
         oe_probability=None if oe[0] is None else np.concatenate(oe),
         scores={kind: np.concatenate([part.scores[kind] for part in parts]) for kind in parts[0].scores},
@@ -143,7 +144,7 @@ def _overlay_image(scored: ScoredBag, i: int, frame: np.ndarray, error_scale: fl
     label = decision_label(flag, float(result.score[i]), result.threshold)
     if scored.classes[i] > 0:
         label += f' [{scored.class_names.get(int(scored.classes[i]), scored.classes[i])}]'
-    heat = error_heatmap(result.error_map[i], error_scale, frame.shape[1::-1])
+    heat = error_heatmap(result.anomaly_map[i], error_scale, frame.shape[1::-1])
     return overlay(frame, heat, 0.5, label, flag)
 
 
@@ -280,7 +281,7 @@ def evaluate_bag(
     if overlay_bag is not None or video is not None:
         write_overlays(
             scored,
-            error_scale=HEATMAP_GAIN * detector.typical_normal_mse,
+            error_scale=detector.heatmap_scale,
             overlay_bag=Path(overlay_bag) if overlay_bag is not None else None,
             video=Path(video) if video is not None else None,
             progress=progress,

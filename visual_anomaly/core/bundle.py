@@ -4,12 +4,13 @@ Both formats carry the same JSON metadata: architecture, preprocessing, score no
 thresholds, decision score, training provenance and a format version.
 
 * ``.pt`` (what training writes): a ``torch.save`` file holding only tensors, strings and
-  numbers: the weights of the autoencoder and the optional outlier-exposure head, plus the
-  metadata. It is read with ``torch.load(weights_only=True)``, so loading a bundle never runs
-  code from the file. It loads as a :class:`Detector` (PyTorch or ONNX Runtime, CPU or GPU).
+  numbers: the weights of the autoencoder and the optional outlier-exposure head, the optional
+  patrol memory (normal frames as uint8, per-pixel statistics), plus the metadata. It is read
+  with ``torch.load(weights_only=True)``, so loading a bundle never runs code from the file. It
+  loads as a :class:`Detector` (PyTorch or ONNX Runtime, CPU or GPU).
 * ``.onnx`` (written by :func:`export_onnx` from a ``.pt`` bundle): the whole scoring graph
-  (normalization, autoencoder, error map, local window, OE head) with the metadata in the
-  model's metadata properties. It loads as an :class:`OnnxModel`, which scores with onnxruntime
+  (normalization, autoencoder, error map, local window, patrol memory, OE head) with the
+  metadata in the model's metadata properties. It loads as an :class:`OnnxModel`, which scores with onnxruntime
   and NumPy alone, for robots without PyTorch.
 
 PyTorch is imported only to read or write ``.pt`` bundles.
@@ -49,6 +50,7 @@ def _metadata(detector: Detector, provenance: dict[str, Any] | None) -> dict[str
         'autoencoder': detector.autoencoder.config.to_dict(),
         'preprocessing': detector.preprocessing.to_dict(),
         'oe_head': None if detector.oe_head is None else {'embedding_dim': detector.oe_head.embedding_dim},
+        'memory': None if detector.memory is None else detector.memory.config.to_dict(),
         **detector.calibration.to_dict(),
         'decision_score': detector.decision_score,
         'provenance': provenance or {},
@@ -63,18 +65,21 @@ def _write_atomically(path: Path, write: Any) -> Path:
     return path
 
 
+def _tensors(module: Any) -> dict[str, Any]:
+    return {} if module is None else {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
 def save_bundle(path: str | os.PathLike, detector: Detector, provenance: dict[str, Any] | None = None) -> Path:
-    """Write ``detector`` (weights, calibration, config) to a ``.pt`` bundle at ``path`` atomically."""
+    """Write ``detector`` (weights, patrol memory, calibration, config) to a ``.pt`` bundle at ``path`` atomically."""
     import torch
 
     payload = {
         'format': BUNDLE_FORMAT,
         'format_version': BUNDLE_VERSION,
         'metadata': json.dumps(_metadata(detector, provenance), sort_keys=True),
-        'autoencoder': {k: v.detach().cpu() for k, v in detector.autoencoder.state_dict().items()},
-        'oe_head': {}
-        if detector.oe_head is None
-        else {k: v.detach().cpu() for k, v in detector.oe_head.state_dict().items()},
+        'autoencoder': _tensors(detector.autoencoder),
+        'oe_head': _tensors(detector.oe_head),
+        'memory': _tensors(detector.memory),
     }
     return _write_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
 
@@ -118,10 +123,28 @@ def load_bundle(path: str | os.PathLike, device: str = 'auto', backend: str = 'a
             oe_head.load_state_dict(payload['oe_head'])
         calibration = Calibration.from_dict(metadata)
         preprocessing = PreprocessingConfig(**metadata['preprocessing'])
+        memory = _load_memory(payload, metadata, preprocessing)
         decision_score = metadata['decision_score']
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise BundleError(f'{path}: inconsistent model bundle ({error})') from error
-    return Detector(autoencoder, preprocessing, oe_head, calibration, decision_score, device, backend=backend)
+    return Detector(
+        autoencoder, preprocessing, oe_head, calibration, decision_score, device, backend=backend, memory=memory
+    )
+
+
+def _load_memory(payload: dict[str, Any], metadata: dict[str, Any], preprocessing: PreprocessingConfig) -> Any:
+    """The bundle's :class:`~visual_anomaly.core.change.PatrolMemory`, or None (bundles without one)."""
+    if metadata.get('memory') is None:
+        return None
+    from .change import MemoryConfig, PatrolMemory
+    from .preprocessing import Preprocessor
+
+    tensors = payload['memory']
+    memory = PatrolMemory(
+        tensors['frames'], Preprocessor(preprocessing).normalize_tensor, MemoryConfig(**metadata['memory'])
+    )
+    memory.load_state_dict(tensors)
+    return memory
 
 
 def _load_onnx(path: Path, device: str, backend: str) -> OnnxModel:

@@ -1,7 +1,7 @@
 """The PyTorch detector: the whole scoring network as one module, run eagerly or by ONNX Runtime.
 
-All network math (normalization, autoencoder, error map, local window, OE head) lives in one
-module, :class:`ScoringGraph`. :class:`Detector` runs it with eager PyTorch on the CPU or a GPU
+All network math (normalization, autoencoder, error map, local window, patrol memory, OE head)
+lives in one module, :class:`ScoringGraph`. :class:`Detector` runs it with eager PyTorch on the CPU or a GPU
 or, with ``backend='onnxruntime'``, exported once to ONNX Runtime, which runs this small network
 several times faster on a CPU. Scores, calibration and decisions come from
 :class:`~visual_anomaly.core.scoring.FrameScorer` (see there for the score kinds).
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import onnx_backend
+from .change import PatrolMemory
 from .device import resolve_device
 from .preprocessing import PreprocessingConfig, Preprocessor, image_mean
 from .scoring import Calibration, FrameScorer
@@ -26,19 +27,26 @@ class ScoringGraph(torch.nn.Module):
     """uint8 (N, S, S, 3) RGB frames -> the raw outputs every score is computed from."""
 
     def __init__(
-        self, autoencoder: ConvAutoencoder, preprocessor: Preprocessor, oe_head: OutlierExposureHead | None
+        self,
+        autoencoder: ConvAutoencoder,
+        preprocessor: Preprocessor,
+        oe_head: OutlierExposureHead | None,
+        memory: PatrolMemory | None = None,
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.preprocessor = preprocessor
         self.oe_head = oe_head
+        self.memory = memory
         # the local window's mean as two 1-D convolutions: the same numbers, several times faster
         self.register_buffer('row_mean', torch.full((1, 1, 1, LOCAL_WINDOW), 1.0 / LOCAL_WINDOW))
         self.register_buffer('column_mean', torch.full((1, 1, LOCAL_WINDOW, 1), 1.0 / LOCAL_WINDOW))
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return ('mse', 'local_peak', 'error_map', 'embedding') + (('oe_logit',) if self.oe_head is not None else ())
+        names = ('mse', 'local_peak', 'error_map', 'embedding')
+        names += ('change_peak', 'change_map') if self.memory is not None else ()
+        return names + (('oe_logit',) if self.oe_head is not None else ())
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
         images = self.preprocessor.normalize_tensor(frames)
@@ -48,6 +56,9 @@ class ScoringGraph(torch.nn.Module):
         window = conv2d(conv2d(error_map[:, None], self.row_mean), self.column_mean)
         mse = image_mean(error_map).flatten()
         outputs = (mse, window.amax(dim=(1, 2, 3)), error_map, embedding)
+        if self.memory is not None:
+            change_map = self.memory(images)
+            outputs += (change_map.amax(dim=(1, 2)), change_map)
         return outputs + ((self.oe_head(embedding),) if self.oe_head is not None else ())
 
 
@@ -64,16 +75,21 @@ class Detector(FrameScorer):
         device: str | torch.device = 'auto',
         batch_size: int = 64,
         backend: str = 'torch',
+        memory: PatrolMemory | None = None,
     ) -> None:
         """``backend``: ``torch`` (eager), ``onnxruntime`` (CPU; the weights are exported at the
         first scoring, so use it for a trained model), or ``auto`` (onnxruntime when installed and
         the device is the CPU)."""
         if backend not in BACKENDS:
             raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
-        super().__init__(preprocessing, oe_head is not None, calibration, decision_score, batch_size)
+        has_memory = memory is not None
+        super().__init__(
+            preprocessing, oe_head is not None, calibration, decision_score, batch_size, has_memory=has_memory
+        )
         self.device = resolve_device(device)
         self.autoencoder = autoencoder.to(self.device).eval()
         self.oe_head = oe_head.to(self.device).eval() if oe_head is not None else None
+        self.memory = memory.to(self.device).eval() if memory is not None else None
         self.preprocessor = Preprocessor(self.preprocessing)
         if backend == 'auto':
             backend = 'onnxruntime' if self.device.type == 'cpu' and onnx_backend.available() else 'torch'
@@ -82,7 +98,10 @@ class Detector(FrameScorer):
         if backend == 'onnxruntime' and not onnx_backend.available():
             raise ValueError('the onnxruntime backend needs the onnxruntime and onnx packages (pip install both)')
         self.backend = backend
-        self._graph = ScoringGraph(self.autoencoder, self.preprocessor, self.oe_head).to(self.device)
+        self._rebuild_graph()
+
+    def _rebuild_graph(self) -> None:
+        self._graph = ScoringGraph(self.autoencoder, self.preprocessor, self.oe_head, self.memory).to(self.device)
         self._onnx: onnx_backend.OnnxSession | None = None
 
     def set_oe_head(self, head: OutlierExposureHead) -> None:
@@ -90,8 +109,15 @@ class Detector(FrameScorer):
         self.oe_head = head.to(self.device).eval()
         self._has_oe_head = True
         self.decision_score = 'fused'
-        self._graph = ScoringGraph(self.autoencoder, self.preprocessor, self.oe_head).to(self.device)
-        self._onnx = None
+        self._rebuild_graph()
+
+    def set_memory(self, memory: PatrolMemory) -> None:
+        """Attach a fitted patrol memory and decide on its change score (fused with an OE head);
+        recalibrate afterwards."""
+        self.memory = memory.to(self.device).eval()
+        self._has_memory = True
+        self.decision_score = self.default_decision_score
+        self._rebuild_graph()
 
     def export_onnx(self, properties: dict[str, str] | None = None) -> bytes:
         """The scoring graph with the current weights as an ONNX model, with metadata ``properties``."""

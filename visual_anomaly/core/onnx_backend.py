@@ -96,7 +96,14 @@ class OnnxModel(FrameScorer):
         decision_score: str | None = None,
         batch_size: int = 64,
     ) -> None:
-        super().__init__(preprocessing, 'oe_logit' in session.output_names, calibration, decision_score, batch_size)
+        super().__init__(
+            preprocessing,
+            'oe_logit' in session.output_names,
+            calibration,
+            decision_score,
+            batch_size,
+            has_memory='change_peak' in session.output_names,
+        )
         self.session = session
 
     def _forward(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:

@@ -6,13 +6,17 @@ validation scores once calibrated:
 * ``reconstruction``: log of the per-frame reconstruction MSE (the published score),
 * ``local``: log of the peak of the error map averaged over a small window; a small object
   (a cable, a box far ahead) raises it far more than it raises the frame-wide mean,
+* ``change``: the peak of the change z-map against the patrol memory (needs a memory, see
+  :mod:`visual_anomaly.core.change`): the place looked up among normal frames of the patrol and
+  compared pixel by pixel,
 * ``oe``: the outlier-exposure head's logit (needs an OE head),
-* ``fused``: ``local`` raised by how far ``oe`` exceeds ``OE_GATE`` (needs an OE head). The OE
-  head only ever adds evidence where it is confident, so on anomaly classes it was never
-  exposed to (where its output looks normal) the fused score stays the local score.
+* ``fused``: the base score (``change`` with a memory, else ``local``) raised by how far ``oe``
+  exceeds ``OE_GATE`` (needs an OE head). The OE head only ever adds evidence where it is
+  confident, so on anomaly classes it was never exposed to (where its output looks normal) the
+  fused score stays the base score.
 
-Without an OE head a model decides on ``local``; with one, on ``fused``. A frame is anomalous
-when its decision score is greater than the threshold.
+A model decides on ``fused`` when it has an OE head, else on ``change`` when it has a memory,
+else on ``local``. A frame is anomalous when its decision score is greater than the threshold.
 
 :class:`FrameScorer` holds all of this. Its subclasses only run the network: the PyTorch
 :class:`~visual_anomaly.core.detector.Detector` and the exported
@@ -30,9 +34,11 @@ import numpy as np
 
 from .preprocessing import PreprocessingConfig, resize_frames
 from .thresholds import ScoreNormalizer, Threshold, calibration_shortfall, threshold_at_fpr, threshold_best_f1
+from .visualization import HEATMAP_GAIN
 
-SCORE_KINDS = ('reconstruction', 'local', 'oe', 'fused')
+SCORE_KINDS = ('reconstruction', 'local', 'change', 'oe', 'fused')
 OE_GATE = 3.0  # normalized OE scores above this (robust standard units) raise the fused score
+CHANGE_HEATMAP_Z = 10.0  # change heatmaps saturate at this many per-pixel standard units
 _MSE_FLOOR = 1e-12
 
 logger = logging.getLogger(__name__)
@@ -47,7 +53,8 @@ class DetectionResult:
     """Per-frame outputs of :meth:`FrameScorer.detect` for a batch of N frames."""
 
     mse: np.ndarray  # (N,) reconstruction MSE in normalized pixel units
-    error_map: np.ndarray  # (N, S, S) per-pixel squared error, averaged over channels
+    error_map: np.ndarray  # (N, S, S) per-pixel squared reconstruction error, averaged over channels
+    anomaly_map: np.ndarray  # (N, S, S) where the evidence is: the change z-map with a memory, else error_map
     embedding: np.ndarray  # (N, D)
     oe_probability: np.ndarray | None  # (N,) P(anomaly) from the OE head, None without one
     scores: dict[str, np.ndarray]  # normalized score of each available kind, (N,) each
@@ -84,7 +91,8 @@ class FrameScorer:
     """Scores, calibration and decisions; subclasses run the network in :meth:`_forward`.
 
     ``_forward`` maps an (N, S, S, 3) uint8 RGB batch to the raw outputs ``mse``, ``local_peak``,
-    ``error_map``, ``embedding`` and, with an OE head, ``oe_logit``.
+    ``error_map``, ``embedding``, with a patrol memory ``change_peak`` and ``change_map``, and with an
+    OE head ``oe_logit``.
     """
 
     backend: str
@@ -97,6 +105,8 @@ class FrameScorer:
         calibration: Calibration | None = None,
         decision_score: str | None = None,
         batch_size: int = 64,
+        *,
+        has_memory: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
@@ -104,7 +114,8 @@ class FrameScorer:
         self.calibration = calibration or Calibration()
         self.batch_size = batch_size
         self._has_oe_head = has_oe_head
-        self.decision_score = decision_score or ('fused' if has_oe_head else 'local')
+        self._has_memory = has_memory
+        self.decision_score = decision_score or self.default_decision_score
 
     def _forward(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -118,7 +129,18 @@ class FrameScorer:
 
     @property
     def available_scores(self) -> tuple[str, ...]:
-        return SCORE_KINDS if self._has_oe_head else ('reconstruction', 'local')
+        kinds = ('reconstruction', 'local') + (('change',) if self._has_memory else ())
+        return kinds + (('oe', 'fused') if self._has_oe_head else ())
+
+    @property
+    def default_decision_score(self) -> str:
+        """``fused`` with an OE head, else ``change`` with a patrol memory, else ``local``."""
+        return 'fused' if self._has_oe_head else self.base_score
+
+    @property
+    def base_score(self) -> str:
+        """The score that ``fused`` raises: ``change`` with a patrol memory, else ``local``."""
+        return 'change' if self._has_memory else 'local'
 
     @property
     def decision_score(self) -> str:
@@ -152,6 +174,11 @@ class FrameScorer:
         normalizer = self.calibration.normalizers.get('reconstruction')
         return float(np.exp(normalizer.center)) if normalizer is not None else 1.0
 
+    @property
+    def heatmap_scale(self) -> float:
+        """The value of ``DetectionResult.anomaly_map`` at the top of a heatmap's colours."""
+        return CHANGE_HEATMAP_Z if self._has_memory else HEATMAP_GAIN * self.typical_normal_mse
+
     def set_threshold(self, value: float, kind: str | None = None) -> None:
         """Override the threshold of ``kind`` (default: the decision score) by hand."""
         kind = kind or self.decision_score
@@ -174,6 +201,8 @@ class FrameScorer:
             'reconstruction': np.log(np.maximum(outputs['mse'].astype(np.float64), _MSE_FLOOR)),
             'local': np.log(np.maximum(outputs['local_peak'].astype(np.float64), _MSE_FLOOR)),
         }
+        if 'change_peak' in outputs:
+            raw['change'] = outputs['change_peak'].astype(np.float64)
         if 'oe_logit' in outputs:
             raw['oe'] = outputs['oe_logit'].astype(np.float64)
         return raw
@@ -185,7 +214,7 @@ class FrameScorer:
         normalizers, identity = (calibration or self.calibration).normalizers, ScoreNormalizer()
         scores = {kind: normalizers.get(kind, identity)(value) for kind, value in raw.items()}
         if 'oe' in scores:
-            scores['fused'] = scores['local'] + np.maximum(scores['oe'] - OE_GATE, 0.0)
+            scores['fused'] = scores[self.base_score] + np.maximum(scores['oe'] - OE_GATE, 0.0)
         return scores
 
     def detect_resized(self, batch_uint8: np.ndarray) -> DetectionResult:
@@ -200,6 +229,7 @@ class FrameScorer:
         return DetectionResult(
             mse=outputs['mse'],
             error_map=outputs['error_map'],
+            anomaly_map=outputs.get('change_map', outputs['error_map']),
             embedding=outputs['embedding'],
             oe_probability=None if oe_logit is None else 1.0 / (1.0 + np.exp(-oe_logit)),
             scores=scores,

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from visual_anomaly.core import read_bundle_metadata
-from visual_anomaly.core.visualization import HEATMAP_GAIN
 from visual_anomaly.data.taxonomy import ANOMALY_CLASSES
 from visual_anomaly.evaluation.baselines import Baseline, baseline_scores, baseline_thresholds
 from visual_anomaly.evaluation.metrics import compare_with_baselines, evaluation_metrics, false_positive_line
@@ -78,7 +77,7 @@ def evaluate_frames(
     if baselines:
         metrics['against_baselines'] = compare_with_baselines(metrics['evaluation'], detector.decision_score)
     if masks is not None:
-        metrics['pixel'] = pixel_metrics(result.error_map, masks)
+        metrics['pixel'] = pixel_metrics(result.anomaly_map, masks)
     images = {}
     if is_anomaly.any() and (~is_anomaly).any():
         images['ROC curves'] = plot_roc_curves(scores, is_anomaly, out / 'roc.png')
@@ -89,7 +88,7 @@ def evaluate_frames(
     shown = np.r_[ranked[:6], ranked[-4:]]
     captions = [f'({class_names.get(int(classes[i]), classes[i])})' for i in shown]
     images['Most and least anomalous frames'] = heatmap_sheet(
-        frames, result, shown, captions, HEATMAP_GAIN * detector.typical_normal_mse, out / 'heatmaps.png'
+        frames, result, shown, captions, detector.heatmap_scale, out / 'heatmaps.png'
     )
     if hasattr(detector, 'reconstruct'):  # an exported .onnx bundle outputs error maps, not reconstructions
         sample = np.r_[np.flatnonzero(~is_anomaly)[:4], np.flatnonzero(is_anomaly)[:4]]

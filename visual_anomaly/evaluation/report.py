@@ -157,7 +157,7 @@ def heatmap_sheet(
     tiles = []
     for index, caption in zip(order, captions, strict=True):
         frame = cv2.resize(cv2.cvtColor(frames[index], cv2.COLOR_RGB2BGR), (TILE * 4 // 3, TILE * 4 // 3))
-        heatmap = error_heatmap(result.error_map[index], error_scale, frame.shape[1::-1])
+        heatmap = error_heatmap(result.anomaly_map[index], error_scale, frame.shape[1::-1])
         alarm = bool(result.is_anomaly[index])
         label = f'{decision_label(alarm, result.score[index])} {caption}'
         tiles.append(np.hstack([frame, overlay(frame, heatmap, 0.5, label, alarm)]))

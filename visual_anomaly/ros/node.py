@@ -35,7 +35,7 @@ from visualization_msgs.msg import Marker
 
 from visual_anomaly.core import DetectionResult, FrameScorer, default_model_path, load_bundle, resize_frames
 from visual_anomaly.core.bundle import save_recalibrated
-from visual_anomaly.core.visualization import HEATMAP_GAIN, decision_label, error_heatmap, overlay
+from visual_anomaly.core.visualization import decision_label, error_heatmap, overlay
 from visual_anomaly.data.image_conversion import FrameError, compressed_to_bgr, converter_name, image_to_array, to_bgr
 from visual_anomaly.ros.calibration import CalibrationRun, next_wake
 from visual_anomaly.ros.messages import (
@@ -212,8 +212,8 @@ class AnomalyDetectorNode(Node):
             return
         size = settings['heatmap_size']
         heat = error_heatmap(
-            result.error_map[0],
-            HEATMAP_GAIN * self.detector.typical_normal_mse,
+            result.anomaly_map[0],
+            self.detector.heatmap_scale,
             (size, size) if size else pixels.shape[1::-1],
             settings['heatmap_colormap'],
         )

@@ -60,7 +60,7 @@ PARAMETERS = (
         'decision_score',
         '',
         f'Score the decision uses: {", ".join(SCORE_KINDS)} '
-        "(the OE scores need a bundle with an OE head); empty = the bundle's",
+        "(change needs a bundle with a patrol memory, oe and fused one with an OE head); empty = the bundle's",
     ),
     ParameterSpec(
         'threshold',

@@ -1,0 +1,187 @@
+"""Change detection against a memory of the patrol: the place looked up, then compared pixel by pixel.
+
+A robot patrols the same corridors, so the best picture of what a frame should show is the
+frames it took there before. :class:`PatrolMemory` keeps normal frames of the patrol (uint8, in
+the bundle) and, for every new frame:
+
+1. finds the ``neighbours`` memory frames whose 16x16 thumbnails are closest to the frame's;
+2. takes, per pixel, the smallest squared difference to any of those frames shifted by up to
+   ``shift`` pixels each way (a pixel is changed only when no nearby pixel of any similar
+   frame explains it, which absorbs pose jitter and parallax);
+3. averages that map over a ``window`` x ``window`` box and expresses it in standard units of
+   what normal frames show at that pixel (``pixel_mean``, ``pixel_scale``), fitted by training
+   on normal frames kept out of the lookup.
+
+The frame's change score is the peak of that z-map. Pure PyTorch (exported to ONNX with the rest
+of the scoring graph), no trained weights: the memory and the per-pixel statistics are buffers,
+fitted on normal frames by :func:`fit_memory`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from .preprocessing import PreprocessingConfig, Preprocessor
+
+THUMBNAIL_SIDE = 16
+SCALE_FLOOR = 0.1  # per-pixel scales never drop below this fraction of their median
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """How :class:`PatrolMemory` compares a frame with its memory; stored in the bundle."""
+
+    neighbours: int = 8
+    shift: int = 2
+    window: int = 5
+
+    def __post_init__(self) -> None:
+        if self.neighbours < 1 or self.shift < 0 or self.window < 1 or self.window % 2 == 0:
+            raise ValueError(f'memory needs neighbours >= 1, shift >= 0 and an odd window >= 1, got {self}')
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PatrolMemory(torch.nn.Module):
+    """Normal patrol frames and per-pixel statistics -> a per-pixel change z-map of new frames."""
+
+    def __init__(
+        self,
+        frames: torch.Tensor,
+        normalize: Callable[[torch.Tensor], torch.Tensor],
+        config: MemoryConfig | None = None,
+    ) -> None:
+        """``frames``: (M, S, S, 3) uint8 RGB normal frames; ``normalize``: the model's input normalization."""
+        super().__init__()
+        self.config = config or MemoryConfig()
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise ValueError(
+                f'a patrol memory needs (M, S, S, 3) uint8 frames, got {tuple(frames.shape)} {frames.dtype}'
+            )
+        if len(frames) < self.config.neighbours:
+            raise ValueError(f'a patrol memory of {len(frames)} frames cannot give {self.config.neighbours} neighbours')
+        self.normalize = normalize
+        side = frames.shape[1]
+        self.register_buffer('frames', frames.contiguous())
+        thumbnails = self.thumbnails(normalize(frames))
+        self.register_buffer('memory_thumbnails', thumbnails, persistent=False)
+        self.register_buffer('memory_norms', thumbnails.square().sum(dim=1), persistent=False)
+        self.register_buffer('pixel_mean', torch.zeros(side, side))
+        self.register_buffer('pixel_scale', torch.ones(side, side))
+
+    @property
+    def size(self) -> int:
+        """Number of frames in the memory."""
+        return len(self.frames)
+
+    @staticmethod
+    def thumbnails(images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalized images -> (N, 3 * 16 * 16) area-averaged thumbnails."""
+        return functional.adaptive_avg_pool2d(images, THUMBNAIL_SIDE).flatten(1)
+
+    def nearest(self, images: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, neighbours) indices of the memory frames closest to ``images``; ``excluded`` (N, M) bool
+        masks memory frames out (for statistics on frames that are themselves in the memory)."""
+        queries = self.thumbnails(images)
+        distances = self.memory_norms - 2.0 * queries @ self.memory_thumbnails.T  # + |q|^2, same for every j
+        if excluded is not None:
+            distances = distances.masked_fill(excluded, float('inf'))
+        return distances.topk(self.config.neighbours, dim=1, largest=False).indices
+
+    def difference_map(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """(N, S, S) smallest squared difference of each pixel to the ``indices`` frames, shifts included."""
+        count, _, side, _ = images.shape
+        k, r = indices.shape[1], self.config.shift
+        neighbours = self.normalize(self.frames[indices.flatten()])
+        padded = functional.pad(neighbours, (r, r, r, r), mode='replicate')
+        padded = padded.view(count, k, 3, side + 2 * r, side + 2 * r)
+        queries = images[:, None]
+        best = None
+        for dy in range(2 * r + 1):
+            for dx in range(2 * r + 1):
+                shifted = padded[..., dy : dy + side, dx : dx + side]
+                error = (shifted - queries).square().mean(dim=2).amin(dim=1)
+                best = error if best is None else torch.minimum(best, error)
+        return best
+
+    def smoothed_map(self, images: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, S, S) difference map averaged over the window, before the per-pixel statistics."""
+        differences = self.difference_map(images, self.nearest(images, excluded))
+        window = self.config.window
+        pooled = functional.avg_pool2d(differences[:, None], window, 1, window // 2, count_include_pad=False)
+        return pooled[:, 0]
+
+    def set_pixel_statistics(self, smoothed_normal_maps: torch.Tensor) -> None:
+        """Fit the per-pixel mean and scale on (N, S, S) :meth:`smoothed_map` outputs of normal frames."""
+        if len(smoothed_normal_maps) < 2:
+            raise ValueError('per-pixel statistics need at least 2 normal frames')
+        maps = smoothed_normal_maps.to(self.pixel_mean)
+        std = maps.std(dim=0)
+        self.pixel_mean.copy_(maps.mean(dim=0))
+        self.pixel_scale.copy_(std + SCALE_FLOOR * std.median().clamp_min(1e-12))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalized images -> (N, S, S) change z-map."""
+        return (self.smoothed_map(images) - self.pixel_mean) / self.pixel_scale
+
+
+@dataclass(frozen=True)
+class MemoryFitConfig:
+    """Whether a run fits a patrol memory, how many frames it keeps and how its statistics are fitted."""
+
+    enabled: bool = True
+    frames: int = 1200  # the memory keeps this many training frames, evenly spread over the patrol
+    neighbours: int = 8
+    shift: int = 2
+    window: int = 5
+    statistics_frames: int = 1200  # training frames the per-pixel statistics are fitted on
+    exclude_steps: int = 2  # a frame is compared without the memory frames this close to it (in memory steps)
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        self.memory_config()  # validates neighbours, shift, window
+        if self.frames < self.neighbours or self.statistics_frames < 2 or self.exclude_steps < 0 or self.batch_size < 1:
+            raise ValueError(
+                f'memory needs frames >= neighbours, statistics_frames >= 2, exclude_steps >= 0 and '
+                f'batch_size >= 1, got {self}'
+            )
+
+    def memory_config(self) -> MemoryConfig:
+        return MemoryConfig(self.neighbours, self.shift, self.window)
+
+
+def evenly_spaced(count: int, keep: int) -> np.ndarray:
+    """Indices of ``min(count, keep)`` positions spread evenly over ``range(count)``."""
+    return np.unique(np.linspace(0, count - 1, min(count, keep)).round().astype(np.int64))
+
+
+def fit_memory(
+    train: np.ndarray, preprocessing: PreprocessingConfig, config: MemoryFitConfig | None = None
+) -> PatrolMemory:
+    """A patrol memory of (N, S, S, 3) uint8 normal ``train`` frames, in patrol order, with its statistics.
+
+    The per-pixel statistics come from training frames compared with the memory *without* the
+    memory frames taken near them in the patrol (``exclude_steps`` memory steps either side), so
+    that, like a frame of a later patrol, none of them finds itself or its near-copies there.
+    """
+    config = config or MemoryFitConfig()
+    kept = evenly_spaced(len(train), config.frames)
+    normalize = Preprocessor(preprocessing).normalize_tensor
+    memory = PatrolMemory(torch.from_numpy(np.ascontiguousarray(train[kept])), normalize, config.memory_config())
+    step = len(train) / len(kept)
+    queries = evenly_spaced(len(train), config.statistics_frames)
+    maps = []
+    with torch.inference_mode():
+        for start in range(0, len(queries), config.batch_size):
+            chosen = queries[start : start + config.batch_size]
+            excluded = np.abs(chosen[:, None] - kept[None, :]) <= config.exclude_steps * step
+            images = normalize(torch.from_numpy(np.ascontiguousarray(train[chosen])))
+            maps.append(memory.smoothed_map(images, torch.from_numpy(excluded)))
+    memory.set_pixel_statistics(torch.cat(maps))
+    return memory
