@@ -5,6 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from training.world import CorridorWorld
 from visual_anomaly.bags.convert import dataset_to_bag
@@ -84,3 +85,50 @@ def test_too_few_frames_and_overwriting_the_model_are_refused(building, tmp_path
     assert main(['calibrate', str(model), bag, '--fpr', str(FPR), '--out', str(tmp_path / 'x.onnx'), '--quiet']) == 2
     assert 'must be written as .pt' in capsys.readouterr().err
     assert model.read_bytes() == (MODELS / 'default.pt').read_bytes()
+
+
+@pytest.fixture(scope='module')
+def patrol_bag(tmp_path_factory):
+    """A 480-frame normal patrol (in driving order) of the new building, as a bag, and its frames at 64x64."""
+    world, rng = CorridorWorld(seed=5, image_size=128), np.random.default_rng(3)
+    frames = world.patrol(480, rng, 0.0, speed_m_per_frame=0.1)[0]
+    base = tmp_path_factory.mktemp('patrol')
+    folder = base / 'data' / 'train_set'
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f'frame_{i:06d}.jpg'), frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    bag = dataset_to_bag(folder.parent, base / 'patrol_bag', split='train', compressed=True, progress=False)
+    return bag, resize_frames(frames, 'rgb', 64)
+
+
+def _with_boxes(frames: np.ndarray, seed: int) -> np.ndarray:
+    """The frames with a 6x6 box of a random colour pasted at a random place on each."""
+    rng, boxed = np.random.default_rng(seed), frames.copy()
+    for frame in boxed:
+        y, x = rng.integers(10, 54, size=2)
+        frame[y : y + 6, x : x + 6] = rng.integers(0, 256, size=3)
+    return boxed
+
+
+def test_memory_learns_the_new_building_from_half_the_patrol(patrol_bag, tmp_path, capsys):
+    bag, frames = patrol_bag
+    out = tmp_path / 'learnt.pt'
+    argv = ['calibrate', str(MODELS / 'default.pt'), str(bag), '--fpr', str(FPR), '--out', str(out), '--memory']
+    assert main([*argv, '--quiet']) == 0
+    printed = capsys.readouterr().out
+    assert 'patrol memory of 240 frames learnt; 240 normal frames' in printed
+    learnt, shipped = load_bundle(out, 'cpu'), load_bundle(MODELS / 'default.pt', 'cpu')
+    assert learnt.decision_score == 'change' and learnt.memory.size == 240
+    assert read_bundle_metadata(out)['provenance']['recalibration']['memory_frames'] == 240
+    held_out = frames[(np.arange(480) * 20 // 480) % 2 == 1]  # the stretches kept out of the memory
+    boxed = _with_boxes(held_out, seed=4)
+    labels = np.r_[np.zeros(len(held_out)), np.ones(len(boxed))]
+    auc = {
+        name: roc_auc_score(labels, model.detect_resized(np.concatenate([held_out, boxed])).score)
+        for name, model in (('learnt', learnt), ('shipped', shipped))
+    }
+    assert auc['learnt'] > 0.9 and auc['learnt'] > auc['shipped'] + 0.1, auc
+    assert main([*argv[:-1], '--out', str(tmp_path / 'x.onnx'), '--memory', '--quiet']) == 2
+    onnx_argv = ['calibrate', str(MODELS / 'default.onnx'), str(bag), '--fpr', str(FPR), '--memory', '--quiet']
+    assert main(onnx_argv) == 2
+    assert 'needs the .pt bundle' in capsys.readouterr().err

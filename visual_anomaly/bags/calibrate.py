@@ -1,8 +1,11 @@
 """Re-calibration for a new building: a bundle's threshold set on the frames of a recorded normal patrol.
 
-No retraining: the network stays as it is, and only the score normalizers and thresholds are fitted
+No retraining: the network stays as it is, and the score normalizers and thresholds are fitted
 again, on every usable camera frame of the bag (all treated as normal). A false-positive target
 ``fpr`` needs at least ``10 / fpr`` frames (1,000 for 1%; see :mod:`visual_anomaly.core.thresholds`).
+With ``memory``, the bundle also learns the building's patrol memory from the bag (see
+:mod:`visual_anomaly.core.change`): alternate stretches of the patrol become the memory and the
+calibration frames, so the threshold is read from frames the memory does not hold.
 """
 
 from __future__ import annotations
@@ -11,10 +14,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from visual_anomaly.bags.io import read_bag_frames
-from visual_anomaly.core import Threshold, load_bundle
+from visual_anomaly.core import FrameScorer, Threshold, load_bundle, read_bundle_metadata, save_bundle
 from visual_anomaly.core.bundle import check_recalibrated_path, save_recalibrated
+from visual_anomaly.core.change import MemoryConfig, MemoryFitConfig, fit_memory
 from visual_anomaly.core.thresholds import MIN_FRAMES_ABOVE, calibration_shortfall
+
+MEMORY_STRETCHES = 20  # a patrol is cut into this many stretches: even ones -> memory, odd ones -> calibration
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,7 @@ class Recalibration:
     decision_score: str
     threshold: Threshold
     previous: Threshold | None
+    memory_frames: int = 0  # frames of the patrol memory learnt from the bag (0: the bundle's memory kept)
 
 
 def default_output(model: Path, bag: Path) -> Path:
@@ -45,11 +54,13 @@ def calibrate_bag(
     device: str = 'auto',
     batch_size: int = 256,
     progress: bool = True,
+    memory: bool = False,
 ) -> Recalibration:
     """Re-calibrate bundle ``model`` (.pt or .onnx) at ``fpr`` on the camera frames of ``bag`` and write it to ``out``.
 
     ``out`` defaults to :func:`default_output`; it is never ``model`` itself. Raises ValueError when
-    the bag holds fewer usable frames than ``fpr`` needs.
+    the bag holds fewer usable frames than ``fpr`` needs. ``memory`` (a ``.pt`` bundle only) also
+    learns the patrol memory from half of the bag's frames and calibrates on the other half.
     """
     model, bag = Path(model), Path(bag)
     out = Path(out) if out is not None else default_output(model, bag)
@@ -58,21 +69,43 @@ def calibrate_bag(
     if batch_size < 1:
         raise ValueError(f'batch_size must be >= 1, got {batch_size}')
     check_recalibrated_path(model, out)  # before the work, not after it
+    if memory and model.suffix == '.onnx':
+        raise ValueError(f'{model}: learning a patrol memory needs the .pt bundle (export the result to .onnx after)')
     scorer = load_bundle(model, device)
     scorer.batch_size = batch_size
     frames = read_bag_frames(bag, topic, image_size=scorer.image_size, progress=progress)
     if not len(frames):
         raise ValueError(f'{bag}: no usable frame on {frames.topic} ({len(frames.rejected)} rejected)')
-    shortfall = calibration_shortfall(len(frames), fpr)
+    previous = scorer.calibration.thresholds.get(scorer.decision_score)
+    normal = learn_memory(scorer, frames.frames) if memory else frames.frames
+    shortfall = calibration_shortfall(len(normal), fpr)
     if shortfall:
         raise ValueError(
             f'{bag}: {shortfall}; record a longer patrol, or calibrate a false-positive rate of at least '
-            f'{MIN_FRAMES_ABOVE / len(frames):.3g} on this one'
+            f'{MIN_FRAMES_ABOVE / len(normal):.3g} on this one'
         )
-    previous = scorer.calibration.thresholds.get(scorer.decision_score)
-    scorer.calibrate(frames.frames, fpr=fpr)
+    scorer.calibrate(normal, fpr=fpr)
     threshold = scorer.calibration.thresholds[scorer.decision_score]
-    note = {'bag': str(bag), 'topic': frames.topic, 'frames': len(frames), 'fpr': fpr, 'source_bundle': str(model)}
-    bundle = save_recalibrated(model, out, scorer, note)
-    rejected = len(frames.rejected)
-    return Recalibration(bundle, frames.topic, len(frames), rejected, scorer.decision_score, threshold, previous)
+    note = {'bag': str(bag), 'topic': frames.topic, 'frames': len(normal), 'fpr': fpr, 'source_bundle': str(model)}
+    if memory:
+        note['memory_frames'] = scorer.memory.size
+        provenance = {**read_bundle_metadata(model).get('provenance', {}), 'recalibration': note}
+        bundle = save_bundle(out, scorer, provenance)
+    else:
+        bundle = save_recalibrated(model, out, scorer, note)
+    learnt = scorer.memory.size if memory else 0
+    return Recalibration(
+        bundle, frames.topic, len(normal), len(frames.rejected), scorer.decision_score, threshold, previous, learnt
+    )
+
+
+def learn_memory(scorer: FrameScorer, frames: np.ndarray, stretches: int = MEMORY_STRETCHES) -> np.ndarray:
+    """Give ``scorer`` a patrol memory of every other one of ``stretches`` equal stretches of ``frames`` (in
+    patrol order); the frames of the other stretches, for calibration."""
+    if not hasattr(scorer, 'set_memory'):
+        raise ValueError('learning a patrol memory needs a .pt bundle')
+    in_memory = (np.arange(len(frames)) * stretches // max(len(frames), 1)) % 2 == 0
+    config = scorer.memory.config if scorer.memory is not None else MemoryConfig()
+    fit = MemoryFitConfig(neighbours=config.neighbours, shift=config.shift, window=config.window)
+    scorer.set_memory(fit_memory(frames[in_memory], scorer.preprocessing, fit))
+    return frames[~in_memory]

@@ -115,11 +115,13 @@ def calibrate(args: argparse.Namespace) -> None:
         device=args.device,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        memory=args.memory,
     )
     before = f'{done.previous.value:.4f}' if done.previous is not None else 'none'
+    learnt = f'patrol memory of {done.memory_frames} frames learnt; ' if done.memory_frames else ''
     print(
-        f'{done.frames} normal frames of {done.topic} ({done.rejected} rejected); {done.decision_score} score '
-        f'{done.threshold.describe()} (was {before})\nwrote {done.bundle}'
+        f'{learnt}{done.frames} normal frames of {done.topic} ({done.rejected} rejected); {done.decision_score} '
+        f'score {done.threshold.describe()} (was {before})\nwrote {done.bundle}'
     )
 
 
@@ -224,6 +226,13 @@ def _calibrate_parser(commands: argparse._SubParsersAction) -> argparse.Argument
     sub.add_argument('--topic', help=TOPIC_HELP)
     sub.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
     sub.add_argument('--batch-size', type=int, default=256, help='frames per detector batch')
+    sub.add_argument(
+        '--memory',
+        action='store_true',
+        help='also learn the building itself (.pt bundles): every other of 20 stretches of the patrol becomes the '
+        "model's patrol memory, which its change score compares frames with; the threshold is set on the other "
+        'stretches, so the bag needs twice the frames fpr needs',
+    )
     return sub
 
 
