@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from training.autoencoder import TrainConfig
+from training.change_exposure import ChangeExposureConfig
 from training.outlier_exposure import OutlierExposureConfig
 from visual_anomaly.core import AutoencoderConfig, PreprocessingConfig
 from visual_anomaly.core.change import MemoryFitConfig
@@ -41,18 +42,29 @@ class ModelConfig:
 
 @dataclass
 class ExposureConfig:
-    """Outlier exposure: whether, with how many labelled anomalous frames per class (0: all), how long, what margin."""
+    """Outlier exposure: whether, with how many labelled anomalous frames per class (0: all), how long, what margin.
+
+    ``change_epochs`` train the MLP on the change evidence (models with a patrol memory), ``epochs``
+    the one on the autoencoder's embedding (models without).
+    """
 
     enabled: bool = True
     frames_per_class: int = 20
+    change_epochs: int = ChangeExposureConfig.epochs
     epochs: int = OutlierExposureConfig.epochs
     margin: float = OutlierExposureConfig.margin
 
     def __post_init__(self) -> None:
         self.fit_config(seed=0)  # validates the values
+        self.change_fit_config(seed=0, exclude_steps=0)
 
     def fit_config(self, seed: int) -> OutlierExposureConfig:
         return OutlierExposureConfig(epochs=self.epochs, margin=self.margin, seed=seed)
+
+    def change_fit_config(self, seed: int, exclude_steps: int) -> ChangeExposureConfig:
+        return ChangeExposureConfig(
+            epochs=self.change_epochs, margin=self.margin, exclude_steps=exclude_steps, seed=seed
+        )
 
 
 @dataclass

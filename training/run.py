@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from training.autoencoder import TrainingHistory, fit_autoencoder
+from training.change_exposure import fit_change_exposure
 from training.config import RunConfig
 from training.outlier_exposure import fit_outlier_exposure
 from visual_anomaly.core import ConvAutoencoder, Detector, Preprocessor, save_bundle
@@ -96,14 +97,13 @@ def expose_outliers(
     codes = np.unique(outliers.labels[picked])
     counts = {class_name(code): int((outliers.labels[picked] == code).sum()) for code in codes}
     print(f'outlier exposure with {len(picked)} labelled anomalous frames: {counts}')
-    report = fit_outlier_exposure(
-        detector,
-        train,
-        np.asarray(outliers.frames)[picked],
-        config.outlier_exposure.fit_config(seed),
-        exposed_classes=counts,
-        progress=progress,
-    )
+    exposed = np.asarray(outliers.frames)[picked]
+    if detector.memory is not None:  # the MLP on the change evidence's embedding
+        fit_config = config.outlier_exposure.change_fit_config(seed, config.memory.exclude_steps)
+        report = fit_change_exposure(detector, train, exposed, fit_config, counts, progress)
+    else:  # the MLP on the autoencoder's embedding, as published
+        fit_config = config.outlier_exposure.fit_config(seed)
+        report = fit_outlier_exposure(detector, train, exposed, fit_config, counts, progress)
     return tuple(int(code) for code in codes), {'exposed_frames': report.exposed_frames, 'per_class': counts}
 
 

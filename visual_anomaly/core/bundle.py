@@ -49,12 +49,19 @@ def _metadata(detector: Detector, provenance: dict[str, Any] | None) -> dict[str
     return {
         'autoencoder': detector.autoencoder.config.to_dict(),
         'preprocessing': detector.preprocessing.to_dict(),
-        'oe_head': None if detector.oe_head is None else {'embedding_dim': detector.oe_head.embedding_dim},
+        'oe_head': _oe_head_metadata(detector.oe_head),
         'memory': None if detector.memory is None else detector.memory.config.to_dict(),
         **detector.calibration.to_dict(),
         'decision_score': detector.decision_score,
         'provenance': provenance or {},
     }
+
+
+def _oe_head_metadata(head: Any) -> dict[str, Any] | None:
+    if head is None:
+        return None
+    reads = 'change' if type(head).__name__ == 'ChangeClassifier' else 'embedding'
+    return {'embedding_dim': head.embedding_dim, 'input': reads}
 
 
 def _write_atomically(path: Path, write: Any) -> Path:
@@ -112,14 +119,16 @@ def load_bundle(path: str | os.PathLike, device: str = 'auto', backend: str = 'a
         return _load_onnx(path, device, backend)
     payload, metadata = _read_payload(path)
     from .detector import Detector
-    from .torch_model import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead
+    from .torch_model import AutoencoderConfig, ChangeClassifier, ConvAutoencoder, OutlierExposureHead
 
     try:
         autoencoder = ConvAutoencoder(AutoencoderConfig(**metadata['autoencoder']))
         autoencoder.load_state_dict(payload['autoencoder'])
         oe_head = None
         if metadata['oe_head'] is not None:
-            oe_head = OutlierExposureHead(**metadata['oe_head'])
+            head_metadata = dict(metadata['oe_head'])
+            reads = head_metadata.pop('input', 'embedding')
+            oe_head = (ChangeClassifier if reads == 'change' else OutlierExposureHead)(**head_metadata)
             oe_head.load_state_dict(payload['oe_head'])
         calibration = Calibration.from_dict(metadata)
         preprocessing = PreprocessingConfig(**metadata['preprocessing'])

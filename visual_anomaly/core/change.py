@@ -30,6 +30,7 @@ from .preprocessing import PreprocessingConfig, Preprocessor
 
 THUMBNAIL_SIDE = 16
 SCALE_FLOOR = 0.1  # per-pixel scales never drop below this fraction of their median
+RESIDUAL_FLOOR = 0.05  # added to the per-pixel spread of normal residuals (normalized pixel units)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class PatrolMemory(torch.nn.Module):
         self.register_buffer('memory_norms', thumbnails.square().sum(dim=1), persistent=False)
         self.register_buffer('pixel_mean', torch.zeros(side, side))
         self.register_buffer('pixel_scale', torch.ones(side, side))
+        self.register_buffer('residual_scale', torch.ones(3, side, side))
 
     @property
     def size(self) -> int:
@@ -94,37 +96,67 @@ class PatrolMemory(torch.nn.Module):
             distances = distances.masked_fill(excluded, float('inf'))
         return distances.topk(self.config.neighbours, dim=1, largest=False).indices
 
-    def difference_map(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """(N, S, S) smallest squared difference of each pixel to the ``indices`` frames, shifts included."""
+    def difference_map(
+        self, images: torch.Tensor, indices: torch.Tensor, residual: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(N, S, S) smallest squared difference of each pixel to the ``indices`` frames, shifts included,
+        and with ``residual`` the (N, 3, S, S) signed difference to that best-matching pixel (else None)."""
         count, _, side, _ = images.shape
         k, r = indices.shape[1], self.config.shift
         neighbours = self.normalize(self.frames[indices.flatten()])
         padded = functional.pad(neighbours, (r, r, r, r), mode='replicate')
         padded = padded.view(count, k, 3, side + 2 * r, side + 2 * r)
         queries = images[:, None]
-        best = None
+        best, best_residual = None, None
         for dy in range(2 * r + 1):
             for dx in range(2 * r + 1):
-                shifted = padded[..., dy : dy + side, dx : dx + side]
-                error = (shifted - queries).square().mean(dim=2).amin(dim=1)
-                best = error if best is None else torch.minimum(best, error)
-        return best
+                difference = queries - padded[..., dy : dy + side, dx : dx + side]
+                error = difference.square().mean(dim=2)
+                if not residual:
+                    error = error.amin(dim=1)
+                    best = error if best is None else torch.minimum(best, error)
+                    continue
+                error, which = error.min(dim=1)
+                chosen = difference.gather(1, which[:, None, None].expand(count, 1, 3, side, side))[:, 0]
+                if best is None:
+                    best, best_residual = error, chosen
+                    continue
+                better = error < best
+                best = torch.where(better, error, best)
+                best_residual = torch.where(better[:, None], chosen, best_residual)
+        return best, best_residual
+
+    def smooth(self, differences: torch.Tensor) -> torch.Tensor:
+        """(N, S, S) difference maps averaged over the window."""
+        window = self.config.window
+        return functional.avg_pool2d(differences[:, None], window, 1, window // 2, count_include_pad=False)[:, 0]
 
     def smoothed_map(self, images: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
         """(N, S, S) difference map averaged over the window, before the per-pixel statistics."""
-        differences = self.difference_map(images, self.nearest(images, excluded))
-        window = self.config.window
-        pooled = functional.avg_pool2d(differences[:, None], window, 1, window // 2, count_include_pad=False)
-        return pooled[:, 0]
+        return self.smooth(self.difference_map(images, self.nearest(images, excluded))[0])
 
-    def set_pixel_statistics(self, smoothed_normal_maps: torch.Tensor) -> None:
-        """Fit the per-pixel mean and scale on (N, S, S) :meth:`smoothed_map` outputs of normal frames."""
+    def evidence(self, images: torch.Tensor, excluded: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The change z-map (N, S, S) and the (N, 4, S, S) change evidence an outlier-exposure encoder reads:
+        the z-map and the signed residual to the best-matching memory pixel in per-pixel standard units,
+        both clipped and brought to about unit range."""
+        differences, residual = self.difference_map(images, self.nearest(images, excluded), residual=True)
+        z_map = (self.smooth(differences) - self.pixel_mean) / self.pixel_scale
+        channels = [
+            z_map.clamp(-5.0, 50.0)[:, None] / 5.0,
+            (residual / self.residual_scale).clamp(-10.0, 10.0) / 3.0,
+        ]
+        return z_map, torch.cat(channels, dim=1)
+
+    def set_pixel_statistics(self, smoothed_normal_maps: torch.Tensor, normal_residuals: torch.Tensor) -> None:
+        """Fit the per-pixel mean and scale on (N, S, S) smoothed difference maps of normal frames, and the
+        per-pixel, per-channel scale of their (N, 3, S, S) best-match residuals."""
         if len(smoothed_normal_maps) < 2:
             raise ValueError('per-pixel statistics need at least 2 normal frames')
         maps = smoothed_normal_maps.to(self.pixel_mean)
         std = maps.std(dim=0)
         self.pixel_mean.copy_(maps.mean(dim=0))
         self.pixel_scale.copy_(std + SCALE_FLOOR * std.median().clamp_min(1e-12))
+        self.residual_scale.copy_(normal_residuals.to(self.residual_scale).std(dim=0) + RESIDUAL_FLOOR)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) normalized images -> (N, S, S) change z-map."""
@@ -161,6 +193,14 @@ def evenly_spaced(count: int, keep: int) -> np.ndarray:
     return np.unique(np.linspace(0, count - 1, min(count, keep)).round().astype(np.int64))
 
 
+def leave_out_masks(count: int, memory_size: int, queries: np.ndarray, exclude_steps: int) -> np.ndarray:
+    """(Q, M) bool: for each of ``queries`` (positions in a patrol of ``count`` frames whose memory kept
+    ``memory_size`` of them by :func:`evenly_spaced`), the memory frames within ``exclude_steps`` memory
+    steps of it, which a comparison leaves out so that no frame finds itself or its near-copies."""
+    kept = evenly_spaced(count, memory_size)
+    return np.abs(np.asarray(queries)[:, None] - kept[None, :]) <= exclude_steps * count / len(kept)
+
+
 def fit_memory(
     train: np.ndarray, preprocessing: PreprocessingConfig, config: MemoryFitConfig | None = None
 ) -> PatrolMemory:
@@ -174,14 +214,16 @@ def fit_memory(
     kept = evenly_spaced(len(train), config.frames)
     normalize = Preprocessor(preprocessing).normalize_tensor
     memory = PatrolMemory(torch.from_numpy(np.ascontiguousarray(train[kept])), normalize, config.memory_config())
-    step = len(train) / len(kept)
     queries = evenly_spaced(len(train), config.statistics_frames)
-    maps = []
+    excluded = torch.from_numpy(leave_out_masks(len(train), len(kept), queries, config.exclude_steps))
+    maps, residuals = [], []
     with torch.inference_mode():
         for start in range(0, len(queries), config.batch_size):
-            chosen = queries[start : start + config.batch_size]
-            excluded = np.abs(chosen[:, None] - kept[None, :]) <= config.exclude_steps * step
-            images = normalize(torch.from_numpy(np.ascontiguousarray(train[chosen])))
-            maps.append(memory.smoothed_map(images, torch.from_numpy(excluded)))
-    memory.set_pixel_statistics(torch.cat(maps))
+            batch = slice(start, start + config.batch_size)
+            images = normalize(torch.from_numpy(np.ascontiguousarray(train[queries[batch]])))
+            indices = memory.nearest(images, excluded[batch])
+            differences, residual = memory.difference_map(images, indices, residual=True)
+            maps.append(memory.smooth(differences))
+            residuals.append(residual)
+    memory.set_pixel_statistics(torch.cat(maps), torch.cat(residuals))
     return memory

@@ -17,7 +17,9 @@ from .change import PatrolMemory
 from .device import resolve_device
 from .preprocessing import PreprocessingConfig, Preprocessor, image_mean
 from .scoring import Calibration, FrameScorer
-from .torch_model import ConvAutoencoder, OutlierExposureHead
+from .torch_model import ChangeClassifier, ConvAutoencoder, OutlierExposureHead
+
+OEHead = OutlierExposureHead | ChangeClassifier
 
 BACKENDS = ('torch', 'onnxruntime', 'auto')
 LOCAL_WINDOW = 5  # pixels of the 64x64 error map averaged by the local score
@@ -30,10 +32,12 @@ class ScoringGraph(torch.nn.Module):
         self,
         autoencoder: ConvAutoencoder,
         preprocessor: Preprocessor,
-        oe_head: OutlierExposureHead | None,
+        oe_head: OEHead | None,
         memory: PatrolMemory | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(oe_head, ChangeClassifier) and memory is None:
+            raise ValueError('an outlier-exposure head on the change evidence needs a patrol memory')
         self.autoencoder = autoencoder
         self.preprocessor = preprocessor
         self.oe_head = oe_head
@@ -56,6 +60,9 @@ class ScoringGraph(torch.nn.Module):
         window = conv2d(conv2d(error_map[:, None], self.row_mean), self.column_mean)
         mse = image_mean(error_map).flatten()
         outputs = (mse, window.amax(dim=(1, 2, 3)), error_map, embedding)
+        if isinstance(self.oe_head, ChangeClassifier):
+            change_map, evidence = self.memory.evidence(images)
+            return outputs + (change_map.amax(dim=(1, 2)), change_map, self.oe_head(evidence))
         if self.memory is not None:
             change_map = self.memory(images)
             outputs += (change_map.amax(dim=(1, 2)), change_map)
@@ -69,7 +76,7 @@ class Detector(FrameScorer):
         self,
         autoencoder: ConvAutoencoder,
         preprocessing: PreprocessingConfig | None = None,
-        oe_head: OutlierExposureHead | None = None,
+        oe_head: OEHead | None = None,
         calibration: Calibration | None = None,
         decision_score: str | None = None,
         device: str | torch.device = 'auto',
@@ -104,7 +111,7 @@ class Detector(FrameScorer):
         self._graph = ScoringGraph(self.autoencoder, self.preprocessor, self.oe_head, self.memory).to(self.device)
         self._onnx: onnx_backend.OnnxSession | None = None
 
-    def set_oe_head(self, head: OutlierExposureHead) -> None:
+    def set_oe_head(self, head: OEHead) -> None:
         """Attach a trained outlier-exposure head and decide on the fused score; recalibrate afterwards."""
         self.oe_head = head.to(self.device).eval()
         self._has_oe_head = True

@@ -10,8 +10,8 @@ validation scores once calibrated:
   :mod:`visual_anomaly.core.change`): the place looked up among normal frames of the patrol and
   compared pixel by pixel,
 * ``oe``: the outlier-exposure head's logit (needs an OE head),
-* ``fused``: the base score (``change`` with a memory, else ``local``) raised by how far ``oe``
-  exceeds ``OE_GATE`` (needs an OE head). The OE head only ever adds evidence where it is
+* ``fused``: the base score (``change`` with a memory, else ``local``) raised by ``OE_WEIGHT``
+  times how far ``oe`` exceeds ``OE_GATE`` (needs an OE head). The OE head only ever adds evidence where it is
   confident, so on anomaly classes it was never exposed to (where its output looks normal) the
   fused score stays the base score.
 
@@ -38,6 +38,8 @@ from .visualization import HEATMAP_GAIN
 
 SCORE_KINDS = ('reconstruction', 'local', 'change', 'oe', 'fused')
 OE_GATE = 3.0  # normalized OE scores above this (robust standard units) raise the fused score
+OE_WEIGHT = 0.5  # ... by this many units per unit above the gate
+MEMORY_BATCH = 8  # frames per network call for models with a patrol memory (bounds ONNX Runtime's buffers)
 CHANGE_HEATMAP_Z = 10.0  # change heatmaps saturate at this many per-pixel standard units
 _MSE_FLOOR = 1e-12
 
@@ -189,10 +191,9 @@ class FrameScorer:
     # -- scoring ---------------------------------------------------------------------------
 
     def _forward_all(self, batch_uint8: np.ndarray) -> dict[str, np.ndarray]:
-        chunks = [
-            self._forward(batch_uint8[start : start + self.batch_size])
-            for start in range(0, len(batch_uint8), self.batch_size)
-        ]
+        # the memory's comparison holds (frames x neighbours x shifts) images at once: small chunks keep it to MBs
+        size = min(self.batch_size, MEMORY_BATCH) if self._has_memory else self.batch_size
+        chunks = [self._forward(batch_uint8[start : start + size]) for start in range(0, len(batch_uint8), size)]
         return {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
 
     @staticmethod
@@ -214,7 +215,7 @@ class FrameScorer:
         normalizers, identity = (calibration or self.calibration).normalizers, ScoreNormalizer()
         scores = {kind: normalizers.get(kind, identity)(value) for kind, value in raw.items()}
         if 'oe' in scores:
-            scores['fused'] = scores[self.base_score] + np.maximum(scores['oe'] - OE_GATE, 0.0)
+            scores['fused'] = scores[self.base_score] + OE_WEIGHT * np.maximum(scores['oe'] - OE_GATE, 0.0)
         return scores
 
     def detect_resized(self, batch_uint8: np.ndarray) -> DetectionResult:

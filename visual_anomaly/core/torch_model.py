@@ -1,10 +1,14 @@
-"""Pure PyTorch models: the convolutional autoencoder and the outlier-exposure head.
+"""Pure PyTorch models: the convolutional autoencoder and the outlier-exposure heads.
 
 The autoencoder follows the published corridor architecture (Mantegazza et al., RA-L 2022):
 four stride-2 3x3 convolutions with channels F, 2F, 4F, 8F and LeakyReLU, a linear bottleneck
 whose first layer's output is the embedding, and a bilinear-upsampling decoder. ``base_channels``
 is F: 128 reproduces the published model (~16.6M parameters), the default 16 is light enough
 for a small robot CPU.
+
+The outlier-exposure (OE) MLP reads a 128-d embedding: the autoencoder's
+(:class:`OutlierExposureHead`, as published) or, with a patrol memory, that of the change
+evidence (:class:`ChangeClassifier`), which carries the anomaly rather than the place.
 """
 
 from __future__ import annotations
@@ -115,3 +119,32 @@ class OutlierExposureHead(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.layers((embeddings - self.input_mean) / self.input_std).squeeze(-1)
+
+
+class ChangeEncoder(nn.Module):
+    """(N, 4, S, S) change evidence (see ``PatrolMemory.evidence``) -> (N, embedding_dim) embedding.
+
+    Four stride-2 3x3 convolutions (16, 32, 64, embedding_dim channels, LeakyReLU) and a global
+    average: an embedding that describes what changed, wherever in the frame it is.
+    """
+
+    def __init__(self, embedding_dim: int = 128, in_channels: int = 4, base_channels: int = 16) -> None:
+        super().__init__()
+        channels = [in_channels, base_channels, 2 * base_channels, 4 * base_channels, embedding_dim]
+        self.layers = nn.Sequential(*(_conv_block(channels[i], channels[i + 1], stride=2) for i in range(4)))
+
+    def forward(self, evidence: torch.Tensor) -> torch.Tensor:
+        return self.layers(evidence).mean(dim=(2, 3))
+
+
+class ChangeClassifier(nn.Module):
+    """The outlier-exposure MLP on the 128-d embedding of the change evidence: (N, 4, S, S) -> logits."""
+
+    def __init__(self, embedding_dim: int = 128) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.encoder = ChangeEncoder(embedding_dim)
+        self.head = OutlierExposureHead(embedding_dim)
+
+    def forward(self, evidence: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(evidence))
