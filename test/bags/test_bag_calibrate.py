@@ -102,12 +102,12 @@ def patrol_bag(tmp_path_factory):
 
 
 def _with_boxes(frames: np.ndarray, seed: int) -> np.ndarray:
-    """The frames with a 6x6 box of a random colour pasted at a random place on each."""
-    rng, boxed = np.random.default_rng(seed), frames.copy()
+    """The frames with a faint 4x4 box (40 grey levels off what it covers) at a random place on each."""
+    rng, boxed = np.random.default_rng(seed), frames.copy().astype(np.int16)
     for frame in boxed:
         y, x = rng.integers(10, 54, size=2)
-        frame[y : y + 6, x : x + 6] = rng.integers(0, 256, size=3)
-    return boxed
+        frame[y : y + 4, x : x + 4] += rng.choice([-40, 40])
+    return np.clip(boxed, 0, 255).astype(np.uint8)
 
 
 def test_memory_learns_the_new_building_from_half_the_patrol(patrol_bag, tmp_path, capsys):
@@ -118,7 +118,7 @@ def test_memory_learns_the_new_building_from_half_the_patrol(patrol_bag, tmp_pat
     printed = capsys.readouterr().out
     assert 'patrol memory of 240 frames learnt; 240 normal frames' in printed
     learnt, shipped = load_bundle(out, 'cpu'), load_bundle(MODELS / 'default.pt', 'cpu')
-    assert learnt.decision_score == 'change' and learnt.memory.size == 240
+    assert learnt.base_score == 'change' and learnt.memory.size == 240
     assert read_bundle_metadata(out)['provenance']['recalibration']['memory_frames'] == 240
     held_out = frames[(np.arange(480) * 20 // 480) % 2 == 1]  # the stretches kept out of the memory
     boxed = _with_boxes(held_out, seed=4)
@@ -127,7 +127,7 @@ def test_memory_learns_the_new_building_from_half_the_patrol(patrol_bag, tmp_pat
         name: roc_auc_score(labels, model.detect_resized(np.concatenate([held_out, boxed])).score)
         for name, model in (('learnt', learnt), ('shipped', shipped))
     }
-    assert auc['learnt'] > 0.9 and auc['learnt'] > auc['shipped'] + 0.1, auc
+    assert auc['learnt'] > 0.85 and auc['learnt'] > auc['shipped'] + 0.2, auc  # measured: 0.90 vs 0.57
     assert main([*argv[:-1], '--out', str(tmp_path / 'x.onnx'), '--memory', '--quiet']) == 2
     onnx_argv = ['calibrate', str(MODELS / 'default.onnx'), str(bag), '--fpr', str(FPR), '--memory', '--quiet']
     assert main(onnx_argv) == 2
