@@ -100,31 +100,23 @@ class PatrolMemory(torch.nn.Module):
         self, images: torch.Tensor, indices: torch.Tensor, residual: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(N, S, S) smallest squared difference of each pixel to the ``indices`` frames, shifts included,
-        and with ``residual`` the (N, 3, S, S) signed difference to that best-matching pixel (else None)."""
+        and with ``residual`` the (N, 3, S, S) signed difference to that best-matching pixel (else None).
+
+        All neighbours and shifts are compared in one (N, K, shifts, 3, S, S) tensor: a few large
+        operations run several times faster than a loop of small ones, eagerly and in ONNX Runtime.
+        """
         count, _, side, _ = images.shape
         k, r = indices.shape[1], self.config.shift
         neighbours = self.normalize(self.frames[indices.flatten()])
         padded = functional.pad(neighbours, (r, r, r, r), mode='replicate')
         padded = padded.view(count, k, 3, side + 2 * r, side + 2 * r)
-        queries = images[:, None]
-        best, best_residual = None, None
-        for dy in range(2 * r + 1):
-            for dx in range(2 * r + 1):
-                difference = queries - padded[..., dy : dy + side, dx : dx + side]
-                error = difference.square().mean(dim=2)
-                if not residual:
-                    error = error.amin(dim=1)
-                    best = error if best is None else torch.minimum(best, error)
-                    continue
-                error, which = error.min(dim=1)
-                chosen = difference.gather(1, which[:, None, None].expand(count, 1, 3, side, side))[:, 0]
-                if best is None:
-                    best, best_residual = error, chosen
-                    continue
-                better = error < best
-                best = torch.where(better, error, best)
-                best_residual = torch.where(better[:, None], chosen, best_residual)
-        return best, best_residual
+        offsets = range(2 * r + 1)
+        shifted = torch.stack([padded[..., dy : dy + side, dx : dx + side] for dy in offsets for dx in offsets], dim=2)
+        difference = (images[:, None, None] - shifted).flatten(1, 2)  # (N, K * shifts, 3, S, S)
+        best, which = difference.square().mean(dim=2).min(dim=1)
+        if not residual:
+            return best, None
+        return best, difference.gather(1, which[:, None, None].expand(count, 1, 3, side, side))[:, 0]
 
     def smooth(self, differences: torch.Tensor) -> torch.Tensor:
         """(N, S, S) difference maps averaged over the window."""
