@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,21 +26,35 @@ def hash01(values: np.ndarray, salt: int) -> np.ndarray:
     return ((v ^ (v >> 16)) & 0xFFFF).astype(np.float32) / 65536.0
 
 
+class CorridorHits(NamedTuple):
+    """Where rays from the camera meet a corridor's box: points, distances, and which surface."""
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    t: np.ndarray
+    floor: np.ndarray
+    ceiling: np.ndarray  # a ray that meets neither floor, ceiling nor walls (t = far) counts as both
+
+
+def corridor_hits(pose: Pose, directions: np.ndarray, width: float, height: float) -> CorridorHits:
+    """Intersect world-frame ray ``directions`` (N, 3) from ``pose`` with a corridor ``width`` wide, ``height`` high."""
+    dx, dy, dz = directions[:, 0], directions[:, 1], directions[:, 2]
+    half = width / 2
+    with np.errstate(divide='ignore', invalid='ignore'):
+        t_floor = np.where(dy < -1e-6, -pose.y / dy, _FAR)
+        t_ceiling = np.where(dy > 1e-6, (height - pose.y) / dy, _FAR)
+        t_wall = np.where(dx > 1e-6, (half - pose.x) / dx, np.where(dx < -1e-6, (-half - pose.x) / dx, _FAR))
+    t = np.minimum(np.minimum(t_floor, t_ceiling), t_wall).astype(np.float32)
+    return CorridorHits(pose.x + t * dx, pose.y + t * dy, pose.z + t * dz, t, t == t_floor, t == t_ceiling)
+
+
 def render_background(env: Environment, pose: Pose, rays: np.ndarray, seed: int) -> np.ndarray:
     """The corridor without objects seen along ``rays`` (see :func:`camera_rays`): a square uint8 RGB frame.
 
     ``seed`` places the doors, so the same corridor shows them at the same places in every frame.
     """
-    d = rays @ pose.rotation.T
-    dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
-    half = env.width / 2
-    with np.errstate(divide='ignore', invalid='ignore'):
-        t_floor = np.where(dy < -1e-6, -pose.y / dy, _FAR)
-        t_ceiling = np.where(dy > 1e-6, (env.height - pose.y) / dy, _FAR)
-        t_wall = np.where(dx > 1e-6, (half - pose.x) / dx, np.where(dx < -1e-6, (-half - pose.x) / dx, _FAR))
-    t = np.minimum(np.minimum(t_floor, t_ceiling), t_wall).astype(np.float32)
-    x, y, z = pose.x + t * dx, pose.y + t * dy, pose.z + t * dz
-    floor, ceiling = t == t_floor, t == t_ceiling
+    x, y, z, t, floor, ceiling = corridor_hits(pose, rays @ pose.rotation.T, env.width, env.height)
     wall = ~(floor | ceiling)
     color = np.empty((len(t), 3), np.float32)
     color[floor] = _floor_color(env, x[floor], z[floor])

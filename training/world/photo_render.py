@@ -15,12 +15,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from training.world.background import camera_rays, hash01
+from training.world.background import camera_rays, corridor_hits, hash01
 from training.world.photo_assets import UPRIGHT_CLASSES, Building, Sprite, Sprites
 from training.world.photo_surfaces import PUDDLE, PUDDLE_GLOSS, Hits, contact_shadow, paint_surface_anomaly, sample
 from training.world.scene import Anomaly, Pose
 
-_FAR = np.float32(1e4)
 _SHARP_M = 3.0  # surfaces nearer than this use the sharp texture, farther ones a blurred copy
 _POSTER_SPACING_M = 2.3
 _FOG_GREY = 0.12
@@ -83,16 +82,8 @@ class PhotoRenderer:
         return total
 
     def _intersect(self, pose: Pose, d: np.ndarray) -> Hits:
-        b = self.building
-        dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
-        half = b.width / 2
-        with np.errstate(divide='ignore', invalid='ignore'):
-            t_floor = np.where(dy < -1e-6, -pose.y / dy, _FAR)
-            t_ceiling = np.where(dy > 1e-6, (b.height - pose.y) / dy, _FAR)
-            t_wall = np.where(dx > 1e-6, (half - pose.x) / dx, np.where(dx < -1e-6, (-half - pose.x) / dx, _FAR))
-        t = np.minimum(np.minimum(t_floor, t_ceiling), t_wall).astype(np.float32)
-        floor, ceiling = t == t_floor, t == t_ceiling
-        return Hits(pose.x + t * dx, pose.y + t * dy, pose.z + t * dz, t, floor, ~(floor | ceiling), ceiling & ~floor)
+        x, y, z, t, floor, ceiling = corridor_hits(pose, d, self.building.width, self.building.height)
+        return Hits(x, y, z, t, floor, ~(floor | ceiling), ceiling & ~floor)
 
     def _floor(self, hits: Hits) -> np.ndarray:
         b = self.building
