@@ -75,7 +75,7 @@ def _auc(normal: np.ndarray, anomalous: np.ndarray) -> float:
     return roc_auc_score(np.r_[np.zeros(len(normal)), np.ones(len(anomalous))], np.r_[normal, anomalous])
 
 
-def test_exposure_lifts_the_exposed_type_and_spares_the_others(trained):
+def test_exposure_teaches_the_exposed_type_and_spares_the_others(trained):
     detector, _, before, after, report = trained
     assert isinstance(detector.oe_head, ChangeClassifier) and detector.decision_score == 'fused'
     assert report.exposed_frames == 20 and report.loss[-1] < report.loss[0]
