@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
+from sklearn.metrics import auc
 
 PRO_MAX_FPR = 0.3
 _EIGHT_CONNECTED = np.ones((3, 3), bool)
@@ -61,7 +62,7 @@ def _area(fpr: np.ndarray, values: np.ndarray, max_fpr: float) -> float:
         share = (max_fpr - fpr[end - 1]) / (fpr[end] - fpr[end - 1])
         fpr = np.r_[fpr[:end], max_fpr]
         values = np.r_[values[:end], values[end - 1] + share * (values[end] - values[end - 1])]
-    return float(np.trapezoid(values, fpr) / max_fpr)
+    return float(auc(fpr, values) / max_fpr)  # scikit-learn's trapezoids: NumPy 1.x has no np.trapezoid
 
 
 def pixel_roc_auc(error_maps: np.ndarray, masks: np.ndarray) -> float:

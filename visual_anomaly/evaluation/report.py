@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import matplotlib
 import numpy as np
-from sklearn.metrics import roc_curve
+from sklearn.metrics import auc, roc_curve
 
 from visual_anomaly.core import DetectionResult
 from visual_anomaly.core.visualization import decision_label, error_heatmap, overlay
@@ -39,7 +39,7 @@ def plot_roc_curves(scores: Mapping[str, np.ndarray], is_anomaly: np.ndarray, pa
     figure, axes = plt.subplots(figsize=(5, 5))
     for kind, values in scores.items():
         fpr, tpr, _ = roc_curve(is_anomaly, values)
-        axes.plot(fpr, tpr, label=f'{kind} (AUC {np.trapezoid(tpr, fpr):.3f})')
+        axes.plot(fpr, tpr, label=f'{kind} (AUC {auc(fpr, tpr):.3f})')
     axes.plot([0, 1], [0, 1], color='grey', linestyle=':')
     axes.set(xlabel='false-positive rate', ylabel='true-positive rate', title='ROC')
     axes.legend(loc='lower right')
