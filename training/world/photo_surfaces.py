@@ -72,9 +72,7 @@ def _puddle(colour: np.ndarray, hits: Hits, anomaly: Anomaly, rng: np.random.Gen
     edge = radius * (1 + 0.25 * np.sin(2 * theta + phases[0]) + 0.15 * np.sin(3 * theta + phases[1]))
     rays = np.flatnonzero(hits.floor)[np.hypot(fx, fz * 1.3) < edge]
     colour[rays] = colour[rays] * 0.55 + np.array([0.02, 0.03, 0.05], np.float32)
-    painted = np.zeros(len(hits.t), bool)
-    painted[rays] = True
-    return painted
+    return _mask(hits, rays)
 
 
 def _paper(colour: np.ndarray, hits: Hits, anomaly: Anomaly, rng: np.random.Generator, sprites: Sprites) -> np.ndarray:
@@ -100,9 +98,7 @@ def _cable(colour: np.ndarray, hits: Hits, anomaly: Anomaly, rng: np.random.Gene
     curve = anomaly.z + amplitude * np.sin(fx * frequency + phase) + tilt * fx
     rays = np.flatnonzero(hits.floor)[np.abs(fz - curve) < 0.012]
     colour[rays] = tint
-    painted = np.zeros(len(hits.t), bool)
-    painted[rays] = True
-    return painted
+    return _mask(hits, rays)
 
 
 def _debris(colour: np.ndarray, hits: Hits, anomaly: Anomaly, rng: np.random.Generator, sprites: Sprites) -> np.ndarray:
@@ -152,3 +148,10 @@ def paint_surface_anomaly(
     if painter is None:
         raise ValueError(f'photo-world class {anomaly.label} is not painted on a surface')
     return painter(colour, hits, anomaly, np.random.default_rng(anomaly.seed), sprites)
+
+
+def _mask(hits: Hits, rays: np.ndarray) -> np.ndarray:
+    """A mask over all rays, True at ``rays`` (the rays an anomaly painted)."""
+    painted = np.zeros(len(hits.t), bool)
+    painted[rays] = True
+    return painted
