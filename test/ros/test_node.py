@@ -109,13 +109,14 @@ def test_malformed_images_are_rejected_and_the_node_keeps_answering(tester, node
     except FrameError:
         valid = False
     bad.header.stamp.sec = 900
+    earlier = len(anomaly)  # answers to earlier examples (also stamped 900) may still be arriving
     publisher.publish(bad)
     tester.spin_for(0.2)  # let the node take it before the next frame replaces it
     good = image_message(np.full((48, 64, 3), 120, np.uint8), 901)
     answer = _send_and_wait(tester, publisher, good, anomaly)
     assert process.poll() is None
     assert answer.header.stamp.sec == 901
-    answered_bad = any(a.header.stamp.sec == 900 for a in anomaly[-3:])
+    answered_bad = any(a.header.stamp.sec == 900 for a in anomaly[earlier:])
     assert answered_bad == valid
 
 
