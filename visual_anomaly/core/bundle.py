@@ -149,9 +149,8 @@ def _load_memory(payload: dict[str, Any], metadata: dict[str, Any], preprocessin
     from .preprocessing import Preprocessor
 
     tensors = payload['memory']
-    memory = PatrolMemory(
-        tensors['frames'], Preprocessor(preprocessing).normalize_tensor, MemoryConfig(**metadata['memory'])
-    )
+    stored = {'candidates': 0, **metadata['memory']}  # bundles from before re-ranking were fitted without it
+    memory = PatrolMemory(tensors['frames'], Preprocessor(preprocessing).normalize_tensor, MemoryConfig(**stored))
     memory.load_state_dict(tensors)
     return memory
 
