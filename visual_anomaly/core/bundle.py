@@ -149,8 +149,9 @@ def _load_memory(payload: dict[str, Any], metadata: dict[str, Any], preprocessin
     from .preprocessing import Preprocessor
 
     tensors = payload['memory']
-    stored = {'candidates': 0, **metadata['memory']}  # bundles from before re-ranking were fitted without it
-    memory = PatrolMemory(tensors['frames'], Preprocessor(preprocessing).normalize_tensor, MemoryConfig(**stored))
+    memory = PatrolMemory(
+        tensors['frames'], Preprocessor(preprocessing).normalize_tensor, MemoryConfig(**metadata['memory'])
+    )
     memory.load_state_dict(tensors)
     return memory
 

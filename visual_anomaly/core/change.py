@@ -4,10 +4,7 @@ A robot patrols the same corridors, so the best picture of what a frame should s
 frames it took there before. :class:`PatrolMemory` keeps normal frames of the patrol (uint8, in
 the bundle) and, for every new frame:
 
-1. finds the ``neighbours`` memory frames that show the same place: the ``candidates`` closest by
-   16x16 thumbnail, re-ranked by their smallest difference at 32x32 over +-1 pixel shifts (a
-   thumbnail mostly tells the layout and the floor's look apart; the re-ranking finds the frames
-   with the same posters, doors and lamps at the same places);
+1. finds the ``neighbours`` memory frames whose 16x16 thumbnails are closest to the frame's;
 2. takes, per pixel, the smallest squared difference to any of those frames shifted by up to
    ``shift`` pixels each way (a pixel is changed only when no nearby pixel of any similar
    frame explains it, which absorbs pose jitter and parallax);
@@ -32,7 +29,6 @@ from torch.nn import functional
 from .preprocessing import PreprocessingConfig, Preprocessor
 
 THUMBNAIL_SIDE = 16
-RERANK_SIDE = 32  # candidates are re-ranked by their difference at this resolution, over +-1 pixel shifts
 SCALE_FLOOR = 0.1  # per-pixel scales never drop below this fraction of their median
 RESIDUAL_FLOOR = 0.05  # added to the per-pixel spread of normal residuals (normalized pixel units)
 
@@ -44,13 +40,10 @@ class MemoryConfig:
     neighbours: int = 8
     shift: int = 2
     window: int = 5
-    candidates: int = 32  # thumbnail matches re-ranked at 32x32; 0: the thumbnail's neighbours as they are
 
     def __post_init__(self) -> None:
         if self.neighbours < 1 or self.shift < 0 or self.window < 1 or self.window % 2 == 0:
             raise ValueError(f'memory needs neighbours >= 1, shift >= 0 and an odd window >= 1, got {self}')
-        if self.candidates and self.candidates < self.neighbours:
-            raise ValueError(f'memory needs 0 or candidates >= neighbours, got {self}')
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,12 +70,9 @@ class PatrolMemory(torch.nn.Module):
         self.normalize = normalize
         side = frames.shape[1]
         self.register_buffer('frames', frames.contiguous())
-        normalized = [normalize(frames[start : start + 256]) for start in range(0, len(frames), 256)]
-        thumbnails = torch.cat([self.thumbnails(images) for images in normalized])
+        thumbnails = self.thumbnails(normalize(frames))
         self.register_buffer('memory_thumbnails', thumbnails, persistent=False)
         self.register_buffer('memory_norms', thumbnails.square().sum(dim=1), persistent=False)
-        coarse = torch.cat([functional.adaptive_avg_pool2d(images, RERANK_SIDE) for images in normalized])
-        self.register_buffer('memory_coarse', coarse if self.config.candidates else coarse[:0], persistent=False)
         self.register_buffer('pixel_mean', torch.zeros(side, side))
         self.register_buffer('pixel_scale', torch.ones(side, side))
         self.register_buffer('residual_scale', torch.ones(3, side, side))
@@ -98,28 +88,13 @@ class PatrolMemory(torch.nn.Module):
         return functional.adaptive_avg_pool2d(images, THUMBNAIL_SIDE).flatten(1)
 
     def nearest(self, images: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, neighbours) indices of the memory frames that best show the place of ``images``; ``excluded``
-        (N, M) bool masks memory frames out (for statistics on frames that are themselves in the memory)."""
+        """(N, neighbours) indices of the memory frames closest to ``images``; ``excluded`` (N, M) bool
+        masks memory frames out (for statistics on frames that are themselves in the memory)."""
         queries = self.thumbnails(images)
         distances = self.memory_norms - 2.0 * queries @ self.memory_thumbnails.T  # + |q|^2, same for every j
         if excluded is not None:
             distances = distances.masked_fill(excluded, float('inf'))
-        k, candidates = self.config.neighbours, self.config.candidates
-        if not candidates:
-            return distances.topk(k, dim=1, largest=False).indices
-        shortlist = distances.topk(min(candidates, self.size), dim=1, largest=False).indices
-        return shortlist.gather(1, self.rerank_costs(images, shortlist).topk(k, dim=1, largest=False).indices)
-
-    def rerank_costs(self, images: torch.Tensor, shortlist: torch.Tensor) -> torch.Tensor:
-        """(N, C) mean over 32x32 pixels of the smallest squared difference to each shortlisted memory frame
-        shifted by up to one pixel."""
-        count, candidates = shortlist.shape
-        side = RERANK_SIDE
-        queries = functional.adaptive_avg_pool2d(images, side)[:, None]
-        padded = functional.pad(self.memory_coarse[shortlist.flatten()], (1, 1, 1, 1), mode='replicate')
-        padded = padded.view(count, candidates, 3, side + 2, side + 2)
-        shifted = torch.stack([padded[..., dy : dy + side, dx : dx + side] for dy in range(3) for dx in range(3)], 2)
-        return (queries[:, :, None] - shifted).square().mean(dim=3).amin(dim=2).mean(dim=(2, 3))
+        return distances.topk(self.config.neighbours, dim=1, largest=False).indices
 
     def difference_map(
         self, images: torch.Tensor, indices: torch.Tensor, residual: bool = False
@@ -189,7 +164,6 @@ class MemoryFitConfig:
     neighbours: int = 8
     shift: int = 2
     window: int = 5
-    candidates: int = 32
     statistics_frames: int = 1200  # training frames the per-pixel statistics are fitted on
     exclude_steps: int = 2  # a frame is compared without the memory frames this close to it (in memory steps)
     batch_size: int = 32
@@ -203,7 +177,7 @@ class MemoryFitConfig:
             )
 
     def memory_config(self) -> MemoryConfig:
-        return MemoryConfig(self.neighbours, self.shift, self.window, self.candidates)
+        return MemoryConfig(self.neighbours, self.shift, self.window)
 
 
 def evenly_spaced(count: int, keep: int) -> np.ndarray:
