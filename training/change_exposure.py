@@ -13,6 +13,10 @@ embedding and the thesis' MLP scores it. It is trained on
 * as many synthetic anomalies: the same training frames with one small pasted patch (a cut from
   another frame, an ellipse or a line, half transparent), weighted down, which teach the encoder
   what any local change looks like so that one labelled type does not become the only one.
+
+With ``head: realnvp`` the encoder is trained so, then frozen, and the published paper's Real-NVP
+density with its margin loss is fitted on its embeddings of the normal and exposed frames in
+place of the MLP (:func:`with_density_head`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from training.outlier_exposure import OutlierExposureReport
+from training.outlier_exposure import OutlierExposureConfig, OutlierExposureReport, fit_density_head
 from visual_anomaly.core import Detector
 from visual_anomaly.core.change import PatrolMemory, evenly_spaced, leave_out_masks
 from visual_anomaly.core.torch_model import ChangeClassifier
@@ -46,6 +50,9 @@ class ChangeExposureConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     margin: float = 4.0  # logits of exposed anomalies should exceed normal ones by this much
+    head: str = 'mlp'  # realnvp: a Real-NVP density on the trained encoder's embedding replaces the MLP
+    density_margin: float = 100.0
+    density_epochs: int = 300
     frames: int = 1200  # normal training frames, and as many synthetic anomalies
     exclude_steps: int = 2  # as the memory's statistics: neighbours left out, in memory steps
     batch_size: int = 32  # frames per evidence computation
@@ -55,6 +62,8 @@ class ChangeExposureConfig:
         sizes = (self.epochs, self.normal_batch, self.anomalous_batch, self.synthetic_batch, self.frames)
         if min(sizes) < 1 or self.batch_size < 1 or self.exclude_steps < 0 or self.synthetic_weight < 0:
             raise ValueError(f'change exposure needs positive epochs, batches and frames: {self}')
+        if self.head not in ('mlp', 'realnvp') or self.density_epochs < 1:
+            raise ValueError(f'change exposure needs head mlp or realnvp and density_epochs >= 1: {self}')
 
 
 def with_synthetic_patches(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -137,6 +146,29 @@ def fit_change_classifier(
     return model.eval(), losses
 
 
+def with_density_head(
+    classifier: ChangeClassifier,
+    normal: torch.Tensor,
+    anomalous: torch.Tensor,
+    config: ChangeExposureConfig,
+    progress: bool = True,
+) -> tuple[ChangeClassifier, list[float]]:
+    """The classifier's trained encoder with a Real-NVP head (margin loss) in place of the MLP, fitted on its
+    frozen embeddings of the (N, 4, S, S) normal and exposed evidence; it and the head's loss per epoch."""
+    with torch.inference_mode():
+        normal_e, anomalous_e = (
+            torch.cat([classifier.encoder(x) for x in torch.split(e, 256)]) for e in (normal, anomalous)
+        )
+    fit = OutlierExposureConfig(
+        epochs=config.density_epochs, head='realnvp', density_margin=config.density_margin, seed=config.seed
+    )
+    head, losses = fit_density_head(normal_e.clone(), anomalous_e.clone(), fit, progress)
+    density = ChangeClassifier(classifier.embedding_dim, head='realnvp').to(normal.device)
+    density.encoder.load_state_dict(classifier.encoder.state_dict())
+    density.head = head
+    return density.eval(), losses
+
+
 def fit_change_exposure(
     detector: Detector,
     train: np.ndarray,
@@ -160,6 +192,8 @@ def fit_change_exposure(
     synthetic = change_evidence(memory, with_synthetic_patches(train[queries], rng), excluded, config.batch_size)
     anomalous = change_evidence(memory, anomalous_resized, None, config.batch_size)
     classifier, losses = fit_change_classifier(normal, anomalous, synthetic, config, progress)
+    if config.head == 'realnvp':
+        classifier, losses = with_density_head(classifier, normal, anomalous, config, progress)
     detector.set_oe_head(classifier)
     logger.info('outlier exposure trained on %d anomalous and %d normal frames', len(anomalous), len(normal))
     return OutlierExposureReport(len(anomalous), len(normal), dict(exposed_classes or {}), losses)

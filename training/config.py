@@ -53,17 +53,26 @@ class ExposureConfig:
     change_epochs: int = ChangeExposureConfig.epochs
     epochs: int = OutlierExposureConfig.epochs
     margin: float = OutlierExposureConfig.margin
+    head: str = OutlierExposureConfig.head  # mlp (the thesis) or realnvp (the paper's density, margin loss)
+    density_margin: float = OutlierExposureConfig.density_margin
 
     def __post_init__(self) -> None:
         self.fit_config(seed=0)  # validates the values
         self.change_fit_config(seed=0, exclude_steps=0)
 
     def fit_config(self, seed: int) -> OutlierExposureConfig:
-        return OutlierExposureConfig(epochs=self.epochs, margin=self.margin, seed=seed)
+        return OutlierExposureConfig(
+            epochs=self.epochs, margin=self.margin, head=self.head, density_margin=self.density_margin, seed=seed
+        )
 
     def change_fit_config(self, seed: int, exclude_steps: int) -> ChangeExposureConfig:
         return ChangeExposureConfig(
-            epochs=self.change_epochs, margin=self.margin, exclude_steps=exclude_steps, seed=seed
+            epochs=self.change_epochs,
+            margin=self.margin,
+            head=self.head,
+            density_margin=self.density_margin,
+            exclude_steps=exclude_steps,
+            seed=seed,
         )
 
 

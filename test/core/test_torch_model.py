@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from visual_anomaly.core import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead
+from visual_anomaly.core import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead, RealNVPHead
 
 
 def parameter_count(module: torch.nn.Module) -> int:
@@ -55,3 +57,20 @@ def test_oe_head_layers_and_output():
 def test_invalid_config_rejected(kwargs):
     with pytest.raises(ValueError):
         AutoencoderConfig(**kwargs)
+
+
+def test_real_nvp_head_is_a_normalized_density():
+    torch.manual_seed(0)
+    head = RealNVPHead(embedding_dim=2, couplings=4, hidden=16)
+    for net in (*head.scale_nets, *head.shift_nets):
+        torch.nn.init.normal_(net[4].weight, std=0.5)  # a flow far from the identity
+    step = 0.05
+    grid = torch.stack(torch.meshgrid(*[torch.arange(-8, 8, step)] * 2, indexing='ij'), dim=-1).reshape(-1, 2)
+    with torch.no_grad():
+        mass = torch.exp(-head(grid)).sum() * step**2
+        identity = RealNVPHead(embedding_dim=2)
+        for net in (*identity.scale_nets, *identity.shift_nets):
+            torch.nn.init.zeros_(net[4].weight), torch.nn.init.zeros_(net[4].bias)
+        standard_normal_nll = 0.5 * grid.square().sum(1) + math.log(2 * math.pi)
+        torch.testing.assert_close(identity(grid), standard_normal_nll)
+    assert abs(float(mass) - 1.0) < 0.02  # exp(-NLL) integrates to one: the log-determinant is right

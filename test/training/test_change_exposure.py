@@ -19,7 +19,7 @@ from visual_anomaly.core import (
     save_bundle,
 )
 from visual_anomaly.core.change import MemoryFitConfig, fit_memory
-from visual_anomaly.core.torch_model import ChangeClassifier
+from visual_anomaly.core.torch_model import ChangeClassifier, head_kind
 
 pytestmark = pytest.mark.slow  # trains a small encoder (about 20 s)
 
@@ -49,8 +49,8 @@ def _with_discs(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-@pytest.fixture(scope='module')
-def trained():
+@pytest.fixture(scope='module', params=['mlp', 'realnvp'])
+def trained(request):
     rng = np.random.default_rng(11)
     scene = cv2.GaussianBlur(rng.integers(0, 256, size=(SIDE + 16, 700, 3), dtype=np.uint8), (0, 0), 2.5)
     train = _views(scene, np.linspace(0, 620, 480), rng)
@@ -64,7 +64,7 @@ def trained():
     )
     detector.calibrate(frames['normal'], fpr=0.05)
     before = {name: detector.detect_resized(frames[name]).scores['change'] for name in ('normal', 'strips', 'discs')}
-    config = ChangeExposureConfig(epochs=15, frames=240)
+    config = ChangeExposureConfig(epochs=15, frames=240, head=request.param)
     report = fit_change_exposure(detector, train, frames['exposed'], config, {'strip': 20}, progress=False)
     detector.calibrate(frames['normal'], fpr=0.05)
     after = {name: detector.detect_resized(frames[name]).scores for name in ('normal', 'strips', 'discs')}
@@ -79,7 +79,8 @@ def test_exposure_teaches_the_exposed_type_and_spares_the_others(trained):
     detector, _, before, after, report = trained
     assert isinstance(detector.oe_head, ChangeClassifier) and detector.decision_score == 'fused'
     assert report.exposed_frames == 20 and report.loss[-1] < report.loss[0]
-    assert _auc(after['normal']['oe'], after['strips']['oe']) > 0.9  # the raw OE score ranks new strips right
+    if head_kind(detector.oe_head) == 'mlp':  # the MLP's raw score ranks new strips right; the Real-NVP's
+        assert _auc(after['normal']['oe'], after['strips']['oe']) > 0.9  # does not here (README, "Outlier exposure")
     strips_before, strips_after = (
         _auc(before['normal'], before['strips']),
         _auc(after['normal']['fused'], after['strips']['fused']),

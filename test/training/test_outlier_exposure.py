@@ -5,6 +5,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from training.outlier_exposure import OutlierExposureConfig, fit_outlier_exposure
+from visual_anomaly.core import export_onnx, load_bundle, save_bundle
+from visual_anomaly.core.torch_model import head_kind
 
 
 def _frames(rng, n, marked):
@@ -19,7 +21,8 @@ def _frames(rng, n, marked):
 
 
 @pytest.mark.slow
-def test_exposed_anomalies_are_learned_and_fusion_only_adds(small_detector, rng):
+@pytest.mark.parametrize('head', ['mlp', 'realnvp'])
+def test_exposed_anomalies_are_learned_and_fusion_only_adds(small_detector, rng, head, tmp_path):
     normal, exposed = _frames(rng, 300, False), _frames(rng, 20, True)
     small_detector.oe_head = None
     small_detector.decision_score = 'local'
@@ -27,7 +30,7 @@ def test_exposed_anomalies_are_learned_and_fusion_only_adds(small_detector, rng)
         small_detector,
         normal,
         exposed,
-        OutlierExposureConfig(epochs=60, normal_batch=128, anomalous_batch=16),
+        OutlierExposureConfig(epochs=60, normal_batch=128, anomalous_batch=16, head=head),
         exposed_classes={'square': 20},
         progress=False,
     )
@@ -42,6 +45,10 @@ def test_exposed_anomalies_are_learned_and_fusion_only_adds(small_detector, rng)
     assert (result.scores['fused'] >= result.scores['local']).all()
     gated = result.scores['oe'] <= 3.0
     np.testing.assert_allclose(result.scores['fused'][gated], result.scores['local'][gated])
+    assert head_kind(small_detector.oe_head) == head
+    for path in (save_bundle(tmp_path / 'oe.pt', small_detector), export_onnx(tmp_path / 'oe.onnx', small_detector)):
+        loaded = load_bundle(path, 'cpu').detect_resized(test_anomalous)
+        np.testing.assert_allclose(loaded.scores['oe'], result.scores['oe'][100:], rtol=1e-4, atol=1e-3)
 
 
 def test_no_anomalies_is_refused(small_detector, frames64):

@@ -59,6 +59,8 @@ def train(args: argparse.Namespace) -> None:
     }
     if args.no_outlier_exposure:
         overrides['outlier_exposure'] = {'enabled': False}
+    elif args.oe_head:
+        overrides['outlier_exposure'] = {'head': args.oe_head}
     metrics = train_run(args.data, args.out, load_config(args.config, overrides), not args.quiet)
     print(format_summary(metrics))
     print(f'autoencoder: {metrics["training"]}')
@@ -181,6 +183,11 @@ def _train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPars
     sub.add_argument('--base-channels', type=int, help='override model.base_channels (autoencoder width F)')
     sub.add_argument('--device', help='override training.device: auto, cpu, cuda, cuda:N')
     sub.add_argument('--no-outlier-exposure', action='store_true', help='train the autoencoder only')
+    sub.add_argument(
+        '--oe-head',
+        choices=('mlp', 'realnvp'),
+        help="override outlier_exposure.head: the thesis' MLP or the published Real-NVP density (margin loss)",
+    )
     return sub
 
 

@@ -25,7 +25,7 @@ _EXPORTS = {
         'threshold_at_percentile',
         'threshold_best_f1',
     ),
-    'torch_model': ('AutoencoderConfig', 'ConvAutoencoder', 'OutlierExposureHead'),
+    'torch_model': ('AutoencoderConfig', 'ConvAutoencoder', 'OutlierExposureHead', 'RealNVPHead'),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     'OutlierExposureHead',
     'PreprocessingConfig',
     'Preprocessor',
+    'RealNVPHead',
     'SCORE_KINDS',
     'ScoreNormalizer',
     'Threshold',
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
     from .resources import default_model_path
     from .scoring import SCORE_KINDS, Calibration, DetectionResult, FrameScorer, NotFittedError
     from .thresholds import ScoreNormalizer, Threshold, threshold_at_fpr, threshold_at_percentile, threshold_best_f1
-    from .torch_model import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead
+    from .torch_model import AutoencoderConfig, ConvAutoencoder, OutlierExposureHead, RealNVPHead
 
 
 def __getattr__(name: str) -> Any:

@@ -60,8 +60,10 @@ def _metadata(detector: Detector, provenance: dict[str, Any] | None) -> dict[str
 def _oe_head_metadata(head: Any) -> dict[str, Any] | None:
     if head is None:
         return None
-    reads = 'change' if type(head).__name__ == 'ChangeClassifier' else 'embedding'
-    return {'embedding_dim': head.embedding_dim, 'input': reads}
+    from .torch_model import ChangeClassifier, head_kind
+
+    reads = 'change' if isinstance(head, ChangeClassifier) else 'embedding'
+    return {'embedding_dim': head.embedding_dim, 'input': reads, 'head': head_kind(head)}
 
 
 def _write_atomically(path: Path, write: Any) -> Path:
@@ -119,7 +121,7 @@ def load_bundle(path: str | os.PathLike, device: str = 'auto', backend: str = 'a
         return _load_onnx(path, device, backend)
     payload, metadata = _read_payload(path)
     from .detector import Detector
-    from .torch_model import AutoencoderConfig, ChangeClassifier, ConvAutoencoder, OutlierExposureHead
+    from .torch_model import AutoencoderConfig, ChangeClassifier, ConvAutoencoder, make_oe_head
 
     try:
         autoencoder = ConvAutoencoder(AutoencoderConfig(**metadata['autoencoder']))
@@ -127,8 +129,9 @@ def load_bundle(path: str | os.PathLike, device: str = 'auto', backend: str = 'a
         oe_head = None
         if metadata['oe_head'] is not None:
             head_metadata = dict(metadata['oe_head'])
-            reads = head_metadata.pop('input', 'embedding')
-            oe_head = (ChangeClassifier if reads == 'change' else OutlierExposureHead)(**head_metadata)
+            reads, kind = head_metadata.pop('input', 'embedding'), head_metadata.pop('head', 'mlp')
+            dim = head_metadata['embedding_dim']
+            oe_head = ChangeClassifier(dim, kind) if reads == 'change' else make_oe_head(kind, dim)
             oe_head.load_state_dict(payload['oe_head'])
         calibration = Calibration.from_dict(metadata)
         preprocessing = PreprocessingConfig(**metadata['preprocessing'])

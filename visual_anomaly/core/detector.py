@@ -17,9 +17,9 @@ from .change import PatrolMemory
 from .device import resolve_device
 from .preprocessing import PreprocessingConfig, Preprocessor, image_mean
 from .scoring import Calibration, FrameScorer
-from .torch_model import ChangeClassifier, ConvAutoencoder, OutlierExposureHead
+from .torch_model import ChangeClassifier, ConvAutoencoder, OutlierExposureHead, RealNVPHead
 
-OEHead = OutlierExposureHead | ChangeClassifier
+OEHead = OutlierExposureHead | RealNVPHead | ChangeClassifier
 
 BACKENDS = ('torch', 'onnxruntime', 'auto')
 LOCAL_WINDOW = 5  # pixels of the 64x64 error map averaged by the local score

@@ -58,7 +58,7 @@ class DetectionResult:
     error_map: np.ndarray  # (N, S, S) per-pixel squared reconstruction error, averaged over channels
     anomaly_map: np.ndarray  # (N, S, S) where the evidence is: the change z-map with a memory, else error_map
     embedding: np.ndarray  # (N, D)
-    oe_probability: np.ndarray | None  # (N,) P(anomaly) from the OE head, None without one
+    oe_probability: np.ndarray | None  # (N,) sigmoid of the OE head's score (the MLP's P(anomaly)), None without one
     scores: dict[str, np.ndarray]  # normalized score of each available kind, (N,) each
     score: np.ndarray  # (N,) the decision score
     is_anomaly: np.ndarray  # (N,) bool; all False when the scorer is not calibrated

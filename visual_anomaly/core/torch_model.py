@@ -6,13 +6,16 @@ whose first layer's output is the embedding, and a bilinear-upsampling decoder. 
 is F: 128 reproduces the published model (~16.6M parameters), the default 16 is light enough
 for a small robot CPU.
 
-The outlier-exposure (OE) MLP reads a 128-d embedding: the autoencoder's
-(:class:`OutlierExposureHead`, as published) or, with a patrol memory, that of the change
-evidence (:class:`ChangeClassifier`), which carries the anomaly rather than the place.
+The outlier-exposure (OE) heads read a 128-d embedding: the autoencoder's (as published) or,
+with a patrol memory, that of the change evidence (:class:`ChangeClassifier`), which carries the
+anomaly rather than the place. Two heads: the thesis' MLP (:class:`OutlierExposureHead`, a
+logit) and the published paper's main model, a Real-NVP density (:class:`RealNVPHead`, a
+negative log-likelihood). Both return a score that grows with anomaly.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -121,6 +124,66 @@ class OutlierExposureHead(nn.Module):
         return self.layers((embeddings - self.input_mean) / self.input_std).squeeze(-1)
 
 
+class RealNVPHead(nn.Module):
+    """A Real-NVP density on the embedding (the published method): ``couplings`` affine coupling layers
+    with alternating halves, scale and shift nets of two ``hidden``-wide layers (tanh on the scale),
+    onto a standard normal. Returns the negative log-likelihood of each embedding (nats).
+
+    Like any flow it may call embeddings of a kind never seen more likely than normal ones (its
+    shift nets extrapolate linearly): the MLP, which does not, stays the default head.
+    """
+
+    def __init__(self, embedding_dim: int = 128, couplings: int = 4, hidden: int = 128) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.couplings = couplings
+        self.hidden = hidden
+
+        def net(last: nn.Module) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(embedding_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                nn.Linear(hidden, embedding_dim), last,
+            )  # fmt: skip
+
+        self.scale_nets = nn.ModuleList(net(nn.Tanh()) for _ in range(couplings))
+        self.shift_nets = nn.ModuleList(net(nn.Identity()) for _ in range(couplings))
+        masks = torch.stack([(torch.arange(embedding_dim) + i) % 2 for i in range(couplings)]).float()
+        self.register_buffer('masks', masks)
+        self.register_buffer('input_mean', torch.zeros(embedding_dim))
+        self.register_buffer('input_std', torch.ones(embedding_dim))
+
+    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardize embeddings with these per-dimension statistics before the flow."""
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        x = (embeddings - self.input_mean) / self.input_std
+        log_det = 0.0  # a Python number, not a tensor of the traced batch size (ONNX export)
+        for mask, scale_net, shift_net in zip(self.masks, self.scale_nets, self.shift_nets, strict=True):
+            kept = x * mask
+            scale = scale_net(kept) * (1 - mask)
+            x = kept + (1 - mask) * (x * torch.exp(scale) + shift_net(kept))
+            log_det = log_det + scale.sum(dim=1)
+        return 0.5 * x.square().sum(dim=1) + 0.5 * self.embedding_dim * math.log(2 * math.pi) - log_det
+
+
+OE_HEADS = {'mlp': OutlierExposureHead, 'realnvp': RealNVPHead}
+
+
+def make_oe_head(kind: str, embedding_dim: int = 128) -> nn.Module:
+    """An outlier-exposure head of ``kind`` (``mlp`` or ``realnvp``) on ``embedding_dim``-d embeddings."""
+    if kind not in OE_HEADS:
+        raise ValueError(f'unknown outlier-exposure head {kind!r}; known: {", ".join(OE_HEADS)}')
+    return OE_HEADS[kind](embedding_dim)
+
+
+def head_kind(head: nn.Module) -> str:
+    """``mlp`` or ``realnvp``: the kind of an outlier-exposure head (or of a change classifier's head)."""
+    inner = head.head if isinstance(head, ChangeClassifier) else head
+    return 'realnvp' if isinstance(inner, RealNVPHead) else 'mlp'
+
+
 class ChangeEncoder(nn.Module):
     """(N, 4, S, S) change evidence (see ``PatrolMemory.evidence``) -> (N, embedding_dim) embedding.
 
@@ -138,13 +201,14 @@ class ChangeEncoder(nn.Module):
 
 
 class ChangeClassifier(nn.Module):
-    """The outlier-exposure MLP on the 128-d embedding of the change evidence: (N, 4, S, S) -> logits."""
+    """An outlier-exposure head (``mlp`` or ``realnvp``) on the 128-d embedding of the change evidence:
+    (N, 4, S, S) -> scores that grow with anomaly."""
 
-    def __init__(self, embedding_dim: int = 128) -> None:
+    def __init__(self, embedding_dim: int = 128, head: str = 'mlp') -> None:
         super().__init__()
         self.embedding_dim = embedding_dim
         self.encoder = ChangeEncoder(embedding_dim)
-        self.head = OutlierExposureHead(embedding_dim)
+        self.head = make_oe_head(head, embedding_dim)
 
     def forward(self, evidence: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(evidence))
