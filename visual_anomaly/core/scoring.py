@@ -232,7 +232,7 @@ class FrameScorer:
             error_map=outputs['error_map'],
             anomaly_map=outputs.get('change_map', outputs['error_map']),
             embedding=outputs['embedding'],
-            oe_probability=None if oe_logit is None else 1.0 / (1.0 + np.exp(-oe_logit)),
+            oe_probability=None if oe_logit is None else 1.0 / (1.0 + np.exp(-np.clip(oe_logit, -60.0, 60.0))),
             scores=scores,
             score=score,
             is_anomaly=score > threshold,
