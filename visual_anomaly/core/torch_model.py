@@ -98,12 +98,29 @@ class ConvAutoencoder(nn.Module):
         return self.decode(embedding), embedding
 
 
-class OutlierExposureHead(nn.Module):
+class _StandardizedHead(nn.Module):
+    """A head that standardizes embeddings with the normal training set's statistics, stored with its weights."""
+
+    def __init__(self, embedding_dim: int) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.register_buffer('input_mean', torch.zeros(embedding_dim))
+        self.register_buffer('input_std', torch.ones(embedding_dim))
+
+    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardize embeddings with these per-dimension statistics before the head."""
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+
+    def standardize(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return (embeddings - self.input_mean) / self.input_std
+
+
+class OutlierExposureHead(_StandardizedHead):
     """The thesis' MLP on the embedding (128-256-64-1); returns logits, sigmoid gives P(anomaly)."""
 
     def __init__(self, embedding_dim: int = 128) -> None:
-        super().__init__()
-        self.embedding_dim = embedding_dim
+        super().__init__(embedding_dim)
         self.layers = nn.Sequential(
             nn.Linear(embedding_dim, 256),
             nn.ReLU(),
@@ -111,20 +128,12 @@ class OutlierExposureHead(nn.Module):
             nn.ReLU(),
             nn.Linear(64, 1),
         )
-        # embeddings are standardized with the normal training set's statistics, stored with the weights
-        self.register_buffer('input_mean', torch.zeros(embedding_dim))
-        self.register_buffer('input_std', torch.ones(embedding_dim))
-
-    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Standardize embeddings with these per-dimension statistics before the MLP."""
-        self.input_mean.copy_(mean)
-        self.input_std.copy_(std)
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.layers((embeddings - self.input_mean) / self.input_std).squeeze(-1)
+        return self.layers(self.standardize(embeddings)).squeeze(-1)
 
 
-class RealNVPHead(nn.Module):
+class RealNVPHead(_StandardizedHead):
     """A Real-NVP density on the embedding (the published method): ``couplings`` affine coupling layers
     with alternating halves, scale and shift nets of two ``hidden``-wide layers (tanh on the scale),
     onto a standard normal. Returns the negative log-likelihood of each embedding (nats).
@@ -134,8 +143,7 @@ class RealNVPHead(nn.Module):
     """
 
     def __init__(self, embedding_dim: int = 128, couplings: int = 4, hidden: int = 128) -> None:
-        super().__init__()
-        self.embedding_dim = embedding_dim
+        super().__init__(embedding_dim)
         self.couplings = couplings
         self.hidden = hidden
 
@@ -149,16 +157,9 @@ class RealNVPHead(nn.Module):
         self.shift_nets = nn.ModuleList(net(nn.Identity()) for _ in range(couplings))
         masks = torch.stack([(torch.arange(embedding_dim) + i) % 2 for i in range(couplings)]).float()
         self.register_buffer('masks', masks)
-        self.register_buffer('input_mean', torch.zeros(embedding_dim))
-        self.register_buffer('input_std', torch.ones(embedding_dim))
-
-    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Standardize embeddings with these per-dimension statistics before the flow."""
-        self.input_mean.copy_(mean)
-        self.input_std.copy_(std)
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        x = (embeddings - self.input_mean) / self.input_std
+        x = self.standardize(embeddings)
         log_det = 0.0  # a Python number, not a tensor of the traced batch size (ONNX export)
         for mask, scale_net, shift_net in zip(self.masks, self.scale_nets, self.shift_nets, strict=True):
             kept = x * mask
