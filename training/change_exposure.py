@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from training.outlier_exposure import OutlierExposureConfig, OutlierExposureReport, fit_density_head
 from visual_anomaly.core import Detector
 from visual_anomaly.core.change import PatrolMemory, evenly_spaced, leave_out_masks
-from visual_anomaly.core.torch_model import ChangeClassifier
+from visual_anomaly.core.torch_model import OE_HEADS, ChangeClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ChangeExposureConfig:
     weight_decay: float = 1e-4
     margin: float = 4.0  # logits of exposed anomalies should exceed normal ones by this much
     head: str = 'mlp'  # realnvp: a Real-NVP density on the trained encoder's embedding replaces the MLP
-    density_margin: float = 100.0
+    density_margin: float = OutlierExposureConfig.density_margin
     density_epochs: int = 300
     frames: int = 1200  # normal training frames, and as many synthetic anomalies
     exclude_steps: int = 2  # as the memory's statistics: neighbours left out, in memory steps
@@ -62,8 +62,8 @@ class ChangeExposureConfig:
         sizes = (self.epochs, self.normal_batch, self.anomalous_batch, self.synthetic_batch, self.frames)
         if min(sizes) < 1 or self.batch_size < 1 or self.exclude_steps < 0 or self.synthetic_weight < 0:
             raise ValueError(f'change exposure needs positive epochs, batches and frames: {self}')
-        if self.head not in ('mlp', 'realnvp') or self.density_epochs < 1:
-            raise ValueError(f'change exposure needs head mlp or realnvp and density_epochs >= 1: {self}')
+        if self.head not in OE_HEADS or self.density_epochs < 1:
+            raise ValueError(f'change exposure needs a head of {", ".join(OE_HEADS)} and density_epochs >= 1: {self}')
 
 
 def with_synthetic_patches(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -182,8 +182,9 @@ def _train_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPars
     )
     sub.add_argument('--base-channels', type=int, help='override model.base_channels (autoencoder width F)')
     sub.add_argument('--device', help='override training.device: auto, cpu, cuda, cuda:N')
-    sub.add_argument('--no-outlier-exposure', action='store_true', help='train the autoencoder only')
-    sub.add_argument(
+    exposure = sub.add_mutually_exclusive_group()
+    exposure.add_argument('--no-outlier-exposure', action='store_true', help='train the autoencoder only')
+    exposure.add_argument(
         '--oe-head',
         choices=('mlp', 'realnvp'),
         help="override outlier_exposure.head: the thesis' MLP or the published Real-NVP density (margin loss)",
