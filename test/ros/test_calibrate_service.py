@@ -42,7 +42,7 @@ def node(tester, tmp_path_factory):
     output = tmp_path_factory.mktemp('calibrate') / 'building.pt'
     parameters = {
         'device': 'cpu',
-        'reliable': 'true',
+        'reliability': 'reliable',
         'queue_depth': '100',
         'diagnostics_period': '0.2',
         'no_input_warning': '2.0',

@@ -26,7 +26,7 @@ from visual_anomaly.ros.process import start_node_process
 pytestmark = pytest.mark.slow  # a node process over DDS
 
 MODEL = REPO / 'models' / 'default.pt'
-BASE_ARGS = ('-p', 'reliable:=true', '-p', 'queue_depth:=100', '-p', 'device:=cpu')
+BASE_ARGS = ('-p', 'reliability:=reliable', '-p', 'queue_depth:=100', '-p', 'device:=cpu')
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray]:

@@ -38,3 +38,14 @@ def resolve_device(spec: str | torch.device = 'auto') -> torch.device:
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f'{spec} requested but only {torch.cuda.device_count()} CUDA device(s) exist')
     return device
+
+
+def release_device_memory(device: torch.device | str) -> None:
+    """Hand the memory PyTorch keeps cached on a CUDA ``device`` back to the driver (no-op elsewhere)."""
+    if str(device).startswith('cuda'):
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()

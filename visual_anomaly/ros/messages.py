@@ -59,12 +59,20 @@ def input_rate(arrivals: Sequence[float], now: float, window_s: float = 5.0) -> 
     return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
 
 
-def health(stats: dict, arrivals: Sequence[float], now: float, no_input_warning: float) -> tuple[bytes, str]:
-    """Diagnostic level and message: no input, frames rejected, or scoring."""
+def health(
+    stats: dict, arrivals: Sequence[float], now: float, no_input_warning: float, lost_recently: int = 0
+) -> tuple[bytes, str]:
+    """Diagnostic level and message: no input, frames rejected, frames lost in transport since the last
+    report (``lost_recently``), or scoring."""
     if not arrivals or now - arrivals[-1] > no_input_warning:
         return DiagnosticStatus.WARN, 'no input frames'
     if stats['rejected'] and stats['last_error']:
         return DiagnosticStatus.WARN, f'rejecting frames: {stats["last_error"]}'
+    if lost_recently:
+        return (
+            DiagnosticStatus.WARN,
+            f'scoring frames; {lost_recently} frame(s) lost in transport since the last report',
+        )
     return DiagnosticStatus.OK, 'scoring frames'
 
 

@@ -27,17 +27,15 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker
 
 from visual_anomaly.core import DetectionResult, FrameScorer, default_model_path, load_bundle, resize_frames
-from visual_anomaly.core.bundle import save_recalibrated
+from visual_anomaly.core.device import release_device_memory
 from visual_anomaly.core.visualization import decision_label, error_heatmap, overlay
 from visual_anomaly.data.image_conversion import FrameError, compressed_to_bgr, converter_name, image_to_array, to_bgr
-from visual_anomaly.ros.calibration import CalibrationRun, next_wake
+from visual_anomaly.ros.calibration import CalibrationRun, CalibrationService
 from visual_anomaly.ros.messages import (
     FRAME_COUNTERS,
     anomaly_vector,
@@ -48,34 +46,49 @@ from visual_anomaly.ros.messages import (
     state_marker,
 )
 from visual_anomaly.ros.parameters import check_update, configure_detector, declare_parameters
+from visual_anomaly.ros.qos import StampGaps, explain_silence, input_qos, input_reliability, policy_name
 
 WARN_THROTTLE_S = 5.0
 
 
-class AnomalyDetectorNode(Node):
-    """Scores camera frames with a visual anomaly detector bundle."""
+class DetectorNodeBase(CalibrationService):
+    """The detector's work on a node, shared by the plain and the lifecycle node: start and stop scoring.
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__('visual_anomaly', **kwargs)
+    Mixed in before an rclpy ``Node`` (or lifecycle ``Node``); :meth:`start_detector` loads the model
+    and creates every subscription, publisher, service and timer, :meth:`stop_detector` destroys them
+    and releases the model and its device memory.
+    """
+
+    def _init_detector(self) -> None:
         self._lock = threading.Condition()  # guards the pending frame and the statistics
         self._model_lock = threading.Lock()  # guards the detector and settings against parameter changes
         self._worker: threading.Thread | None = None
         self._calibration: CalibrationRun | None = None  # while ~/calibrate gathers frames
+        self._entities: list = []  # (destroy function, entity) of everything start_detector created
+        self._parameter_callback = None
         self._stopping = False
-        p = self._settings = declare_parameters(self)
+        self.detector: FrameScorer | None = None
+
+    def start_detector(self, p: dict) -> None:
+        """Load the model of the settings ``p`` and start scoring; ValueError/OSError say why it cannot."""
+        self._settings = p
         self._model_path = p['model_path'] or str(default_model_path())
-        self.detector: FrameScorer = load_bundle(self._model_path, p['device'], p['backend'])
-        configure_detector(self.detector, p)
-        if not self.detector.is_calibrated:
+        detector = load_bundle(self._model_path, p['device'], p['backend'])
+        configure_detector(detector, p)
+        if not detector.is_calibrated:
             raise ValueError(
-                f'{self._model_path}: the model has no threshold for its {self.detector.decision_score!r} score '
+                f'{self._model_path}: the model has no threshold for its {detector.decision_score!r} score '
                 '(calibrate it on normal frames, or set the threshold parameter)'
             )
-        size = self.detector.image_size
-        self.detector.detect_resized(np.zeros((1, size, size, 3), np.uint8))  # build the backend now, not at frame 1
+        size = detector.image_size
+        detector.detect_resized(np.zeros((1, size, size, 3), np.uint8))  # build the backend now, not at frame 1
+        self.detector = detector
         self._history: deque[bool] = deque(maxlen=p['smoothing_window'])
         self._pending = None
+        self._stopping = False
         self._stats = {**dict.fromkeys(FRAME_COUNTERS, 0), 'last_error': ''}
+        self._gaps = StampGaps()
+        self._lost_reported = 0  # frames lost in transport at the last diagnostics
         self._latencies: deque[float] = deque(maxlen=300)
         self._arrivals: deque[float] = deque(maxlen=300)
         self._started = time.monotonic()
@@ -87,36 +100,73 @@ class AnomalyDetectorNode(Node):
         self._worker.start()
         self.get_logger().info(
             f'scoring {self._subscription.msg_type.__name__} frames from {self._subscription.topic_name} with '
-            f'{self._model_path} on {self.detector.device} '
-            f'(decision: {self.detector.decision_score} > {self.detector.threshold_:.3f}; '
-            f'conversion: {converter_name()})'
+            f'{self._model_path} on {detector.device} '
+            f'(decision: {detector.decision_score} > {detector.threshold_:.3f}; '
+            f'input QoS: {self._input_qos_text()}; conversion: {converter_name()})'
         )
+
+    def stop_detector(self) -> None:
+        """Stop scoring: the worker ends, every interface is destroyed, the model and its memory released."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+        for destroy, entity in reversed(self._entities):
+            destroy(entity)
+        self._entities.clear()
+        if self._parameter_callback is not None:
+            self.remove_on_set_parameters_callback(self._parameter_callback)
+            self._parameter_callback = None
+        if self.detector is not None:
+            device, self.detector = self.detector.device, None
+            release_device_memory(device)
+
+    def _keep(self, destroy, entity):
+        self._entities.append((destroy, entity))
+        return entity
 
     def _create_interfaces(self, p: dict) -> None:
         """The input subscription, the output publishers, the parameter callback and the timers."""
-        reliability = QoSReliabilityPolicy.RELIABLE if p['reliable'] else QoSReliabilityPolicy.BEST_EFFORT
-        qos = QoSProfile(
-            depth=p['queue_depth'],
-            reliability=reliability,
-            durability=qos_profile_sensor_data.durability,
-            history=qos_profile_sensor_data.history,
+        self._subscribe(input_reliability(p['reliability'], self.get_publishers_info_by_topic(self._input_topic())))
+        publisher = self.create_publisher
+        self._anomaly_pub = self._keep(self.destroy_publisher, publisher(Vector3Stamped, '~/anomaly', 10))
+        self._heatmap_pub = self._keep(self.destroy_publisher, publisher(Image, '~/heatmap', 2))
+        self._overlay_pub = self._keep(self.destroy_publisher, publisher(Image, '~/overlay', 2))
+        self._marker_pub = (
+            self._keep(self.destroy_publisher, publisher(Marker, '~/marker', 2)) if p['publish_marker'] else None
         )
-        message_type = CompressedImage if p['compressed'] else Image
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
-        self._subscription = self.create_subscription(
-            message_type, 'image', self._on_frame, qos, event_callbacks=events
-        )
-        self._anomaly_pub = self.create_publisher(Vector3Stamped, '~/anomaly', 10)
-        self._heatmap_pub = self.create_publisher(Image, '~/heatmap', 2)
-        self._overlay_pub = self.create_publisher(Image, '~/overlay', 2)
-        self._marker_pub = self.create_publisher(Marker, '~/marker', 2) if p['publish_marker'] else None
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diagnostics_pub = self._keep(self.destroy_publisher, publisher(DiagnosticArray, '/diagnostics', 10))
+        self._parameter_callback = self.add_on_set_parameters_callback(self._on_set_parameters)
         # its own (reentrant) group: the other callbacks run while it waits, and a second call is answered
-        self.create_service(Trigger, '~/calibrate', self._on_calibrate, callback_group=ReentrantCallbackGroup())
-        self._calibrated = self.create_guard_condition(lambda: None)  # wakes the executor: a calibration ended
-        self.create_timer(p['diagnostics_period'], self._publish_diagnostics)
-        self.create_timer(1.0, self._check_input)
+        group = ReentrantCallbackGroup()
+        self._keep(
+            self.destroy_service, self.create_service(Trigger, '~/calibrate', self._on_calibrate, callback_group=group)
+        )
+        # wakes the executor: a calibration ended
+        self._calibrated = self._keep(self.destroy_guard_condition, self.create_guard_condition(lambda: None))
+        self._keep(self.destroy_timer, self.create_timer(p['diagnostics_period'], self._publish_diagnostics))
+        self._keep(self.destroy_timer, self.create_timer(1.0, self._check_input))
+
+    def _input_topic(self) -> str:
+        return self.resolve_topic_name('image')
+
+    def _subscribe(self, reliability) -> None:
+        """(Re)create the input subscription with ``reliability``."""
+        current = getattr(self, '_subscription', None)
+        if current is not None and (self.destroy_subscription, current) in self._entities:
+            self._entities.remove((self.destroy_subscription, current))
+            self.destroy_subscription(current)
+        message_type = CompressedImage if self._settings['compressed'] else Image
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos, message_lost=self._on_lost)
+        qos = input_qos(reliability, self._settings['queue_depth'])
+        subscription = self.create_subscription(message_type, 'image', self._on_frame, qos, event_callbacks=events)
+        self._subscription = self._keep(self.destroy_subscription, subscription)
+
+    def _input_qos_text(self) -> str:
+        name = policy_name(self._subscription.qos_profile.reliability)
+        return f'{name} (matching the publishers)' if self._settings['reliability'] == 'auto' else name
 
     @property
     def output_topics(self) -> dict[str, str]:
@@ -139,8 +189,10 @@ class AnomalyDetectorNode(Node):
     # -- input -----------------------------------------------------------------------------------
     def _on_frame(self, msg) -> None:
         now = time.monotonic()
+        stamp = msg.header.stamp
         with self._lock:
             self._stats['received'] += 1
+            self._gaps.add(stamp.sec * 1_000_000_000 + stamp.nanosec)
             self._arrivals.append(now)
             self._frame_counter += 1
             if (self._frame_counter - 1) % self._settings['publish_every_n']:
@@ -224,85 +276,20 @@ class AnomalyDetectorNode(Node):
             blended = overlay(to_bgr(pixels, order), heat, settings['overlay_alpha'], label, flag)
             self._overlay_pub.publish(bgr_image(blended, header))
 
-    # -- calibration -----------------------------------------------------------------------------
-    async def _on_calibrate(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        response.success, response.message = await self._calibrate()
-        self._calibration_status = response.message
-        if response.success:
-            self.get_logger().info(f'~/calibrate: {response.message}')
-        else:  # rclpy wants one severity per logging call site
-            self.get_logger().warning(f'~/calibrate failed: {response.message}')
-        return response
-
-    async def _calibrate(self) -> tuple[bool, str]:
-        """Wait for the worker to gather ``calibration_frames`` frames and re-calibrate; (success, what happened)."""
-        with self._lock:
-            if self._calibration is not None:
-                busy = self._calibration
-                return False, f'a calibration is already running ({busy.collected} of {busy.count} frames collected)'
-            run = self._calibration = CalibrationRun(self._settings['calibration_frames'], dict(self._settings))
-        self.get_logger().info(f'~/calibrate: treating the next {run.count} frames as normal')
-        try:
-            while not run.done:
-                if run.collected < run.count and run.quiet_for() > run.settings['no_input_warning']:
-                    run.cancel()
-                    if run.collected < run.count:  # else the last frame came meanwhile: wait for its calibration
-                        return False, (
-                            f'no frame scored for {run.quiet_for():.0f} s after {run.collected} of {run.count} '
-                            f'frames: {self._explain_silence()}'
-                        )
-                await next_wake()  # frames, timers and the end of the calibration wake the executor
-        finally:
-            with self._lock:
-                self._calibration = None
-        success, message, threshold = run.outcome
-        if threshold is not None:
-            self.set_parameters([Parameter('threshold', Parameter.Type.DOUBLE, threshold)])
-        return success, message
-
-    def _finish_calibration(self, run: CalibrationRun) -> None:
-        """Re-calibrate on the frames of ``run`` and wake the waiting service."""
-        try:
-            run.finish(*self._recalibrate(run.frames(), run.settings))
-        except Exception as error:  # noqa: BLE001  (a failed calibration must never kill the node)
-            run.finish(False, f'calibration failed: {error}')
-        self._calibrated.trigger()
-
-    def _recalibrate(self, frames: np.ndarray, settings: dict) -> tuple[bool, str, float]:
-        """Calibrate the detector on ``frames`` and write the bundle if asked; (success, message, threshold)."""
-        previous = self.detector.calibration
-        # calibrate() scores the frames while the worker goes on with the old calibration, then replaces it in
-        # one step (or not at all when it fails)
-        self.detector.calibrate(frames, fpr=settings['calibration_fpr'], strict=True)
-        kind = self.detector.decision_score
-        threshold = self.detector.calibration.thresholds[kind]
-        message = f'{kind} score {threshold.describe()}'
-        if kind in previous.thresholds:
-            message += f' (was {previous.thresholds[kind].value:.4f})'
-        with self._model_lock:  # no parameter change edits the calibration while it is written
-            success, written = self._write_calibrated(settings, len(frames))
-        return success, f'{message}; {written}', threshold.value
-
-    def _write_calibrated(self, settings: dict, frames: int) -> tuple[bool, str]:
-        """Write the re-calibrated bundle to ``calibration_output`` (when set); (success, what was done)."""
-        output = settings['calibration_output']
-        if not output:
-            return True, 'not written (calibration_output is empty)'
-        note = {'frames': frames, 'fpr': settings['calibration_fpr'], 'node': self.get_fully_qualified_name()}
-        try:
-            return True, f'wrote {save_recalibrated(self._model_path, output, self.detector, note)}'
-        except (ValueError, OSError) as error:
-            return False, f'in use but NOT written: {error}'
-
     # -- health ----------------------------------------------------------------------------------
     def _on_incompatible_qos(self, event) -> None:
         self.get_logger().warning(
             f'a publisher on {self._subscription.topic_name} offers QoS incompatible with ours '
             f'(policy {event.last_policy_kind.name}); '
-            + ('set reliable:=false' if self._settings['reliable'] else 'check the publisher')
+            + ('check the publisher' if self._settings['reliability'] == 'auto' else 'try reliability:=auto')
         )
 
+    def _on_lost(self, event) -> None:
+        with self._lock:
+            self._stats['lost_reported'] = event.total_count
+
     def _check_input(self) -> None:
+        self._match_publishers()
         quiet_for = time.monotonic() - (self._arrivals[-1] if self._arrivals else self._started)
         if quiet_for < self._settings['no_input_warning']:
             self._silence_reason = ''
@@ -312,33 +299,41 @@ class AnomalyDetectorNode(Node):
             self._silence_reason = reason
             self.get_logger().warning(f'no frame received for {quiet_for:.0f} s: {reason}')
 
+    def _match_publishers(self) -> None:
+        """With reliability auto, follow the publishers' reliability when it changes."""
+        if self._settings['reliability'] != 'auto':
+            return
+        wanted = input_reliability('auto', self.get_publishers_info_by_topic(self._subscription.topic_name))
+        if wanted != self._subscription.qos_profile.reliability:
+            self._subscribe(wanted)
+            self.get_logger().info(f'input QoS now {policy_name(wanted)}, matching the publishers')
+
     def _explain_silence(self) -> str:
-        """Why no frame arrives: no publisher, a publisher of the wrong type, or one with incompatible QoS."""
-        topic = self._subscription.topic_name
+        """Why no frame arrives: no publisher, a publisher of the wrong type or QoS, or frames lost on the way."""
         wanted = 'sensor_msgs/msg/' + ('CompressedImage' if self._settings['compressed'] else 'Image')
-        publishers = self.get_publishers_info_by_topic(topic)
-        if not publishers:
-            return f'no publisher on {topic}; remap the input, e.g. image:=/camera/image_raw'
-        details = []
-        for info in publishers:
-            reliability = info.qos_profile.reliability.name.lower()
-            details.append(f'{info.node_namespace.rstrip("/")}/{info.node_name} ({info.topic_type}, {reliability})')
-        reason = f'{len(publishers)} publisher(s) on {topic}: {", ".join(details)}'
-        if any(info.topic_type != wanted for info in publishers):
-            reason += f'; this node expects {wanted} (parameter compressed)'
-        elif self._settings['reliable'] and any(
-            info.qos_profile.reliability == QoSReliabilityPolicy.BEST_EFFORT for info in publishers
-        ):
-            reason += '; a best-effort publisher cannot feed our reliable subscription (set reliable:=false)'
-        return reason
+        with self._lock:
+            lost = self._lost_in_transport()
+        return explain_silence(
+            self._subscription.topic_name,
+            self.get_publishers_info_by_topic(self._subscription.topic_name),
+            wanted,
+            self._subscription.qos_profile.reliability,
+            lost,
+        )
+
+    def _lost_in_transport(self) -> int:
+        """Frames lost before the node: what DDS reported, or what the stamps show, whichever is more."""
+        return max(self._stats.get('lost_reported', 0), self._gaps.lost)
 
     def _publish_diagnostics(self) -> None:
         with self._lock:
             stats = dict(self._stats)
             latencies = np.array(self._latencies) * 1000.0
             arrivals = list(self._arrivals)
+            lost = self._lost_in_transport()
+        lost_recently, self._lost_reported = lost - self._lost_reported, lost
         now = time.monotonic()
-        level, message = health(stats, arrivals, now, self._settings['no_input_warning'])
+        level, message = health(stats, arrivals, now, self._settings['no_input_warning'], lost_recently)
         values = {
             'model': self._model_path,
             'device': str(self.detector.device),
@@ -347,6 +342,8 @@ class AnomalyDetectorNode(Node):
             'threshold': f'{self.detector.threshold_:.4f}',
             'calibration': self._calibration_progress(),
             'input rate (Hz)': f'{input_rate(arrivals, now):.1f}',
+            'input QoS': self._input_qos_text(),
+            'frames lost in transport': str(lost),
             'processing p50 (ms)': f'{np.percentile(latencies, 50):.1f}' if latencies.size else '',
             'processing max (ms)': f'{latencies.max():.1f}' if latencies.size else '',
             **{f'frames {counter}': str(stats[counter]) for counter in FRAME_COUNTERS},
@@ -362,9 +359,14 @@ class AnomalyDetectorNode(Node):
         return self._calibration_status
 
     def destroy_node(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
+        self.stop_detector()
         super().destroy_node()
+
+
+class AnomalyDetectorNode(DetectorNodeBase, Node):
+    """The detector node: reads its parameters, loads the model and scores frames from the start."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('visual_anomaly', **kwargs)
+        self._init_detector()
+        self.start_detector(declare_parameters(self))

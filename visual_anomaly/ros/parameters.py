@@ -18,6 +18,7 @@ from rclpy.node import Node
 from visual_anomaly.core import SCORE_KINDS, FrameScorer
 from visual_anomaly.core.thresholds import MIN_FRAMES_ABOVE, calibration_shortfall
 from visual_anomaly.core.visualization import COLORMAPS
+from visual_anomaly.ros.qos import RELIABILITY_CHOICES
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,13 @@ PARAMETERS = (
     ParameterSpec(
         'compressed', False, 'Subscribe to sensor_msgs/CompressedImage (remap image:=.../compressed)', read_only=True
     ),
-    ParameterSpec('reliable', False, 'Reliable input QoS instead of best-effort sensor-data QoS', read_only=True),
+    ParameterSpec(
+        'reliability',
+        'auto',
+        'Input QoS reliability: auto (match the publishers: reliable when they all are, else best-effort), '
+        'reliable or best_effort',
+        read_only=True,
+    ),
     ParameterSpec(
         'queue_depth',
         5,
@@ -127,15 +134,16 @@ PARAMETERS = (
 )
 
 
-def declare_parameters(node: Node) -> dict[str, Any]:
-    """Declare every parameter on ``node``; return their values, or raise ValueError saying which is wrong."""
+def declare_parameters(node: Node, check: bool = True) -> dict[str, Any]:
+    """Declare every parameter on ``node``; return their values, or raise ValueError saying which is wrong
+    (a value of the wrong type or out of range always; one that does not fit the others only with ``check``)."""
     try:
         values = {
             spec.name: node.declare_parameter(spec.name, spec.default, spec.descriptor()).value for spec in PARAMETERS
         }
     except ParameterException as error:  # a value of the wrong type or out of its range
         raise ValueError(error.args[0]) from error
-    problem = validate(values)
+    problem = validate(values) if check else ''
     if problem:
         raise ValueError(problem)
     return values
@@ -145,6 +153,8 @@ def validate(values: dict[str, Any]) -> str:
     """Why the parameter ``values`` do not go together, or '' when they do."""
     if values['decision_score'] and values['decision_score'] not in SCORE_KINDS:
         return f'decision_score must be one of {SCORE_KINDS} or empty, got {values["decision_score"]!r}'
+    if values['reliability'] not in RELIABILITY_CHOICES:
+        return f'reliability must be one of {RELIABILITY_CHOICES}, got {values["reliability"]!r}'
     if values['heatmap_colormap'] not in COLORMAPS:
         return f'heatmap_colormap must be one of {sorted(COLORMAPS)}, got {values["heatmap_colormap"]!r}'
     if values['smoothing_min_hits'] > values['smoothing_window']:

@@ -38,7 +38,7 @@ def replay_args(topic: str, compressed: bool, model: str | None = None, device: 
         '-p',
         f'device:={device}',
         '-p',
-        'reliable:=true',
+        'reliability:=reliable',
         '-p',
         'queue_depth:=100',
         '-p',
