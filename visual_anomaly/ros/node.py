@@ -335,6 +335,7 @@ class DetectorNodeBase(CalibrationService):
         now = time.monotonic()
         level, message = health(stats, arrivals, now, self._settings['no_input_warning'], lost_recently)
         values = {
+            'node': self.get_fully_qualified_name(),
             'model': self._model_path,
             'device': str(self.detector.device),
             'backend': self.detector.backend,

@@ -96,7 +96,7 @@ PARAMETERS = (
     ),
     ParameterSpec(
         'queue_depth',
-        5,
+        10,
         'Input QoS depth (frames DDS holds until the node takes them); the node scores only the '
         'newest frame it holds and counts the others as dropped',
         read_only=True,

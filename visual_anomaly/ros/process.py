@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 #: The module ``python -m`` runs to start the node (the ``visual-anomaly-node`` entry point).
@@ -13,15 +13,19 @@ NODE_MODULE = 'visual_anomaly.cli.node'
 
 
 def start_node_process(
-    *ros_args: str, env: Mapping[str, str] | None = None, cwd: Path | str | None = None
+    *ros_args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+    options: Sequence[str] = (),
 ) -> subprocess.Popen:
     """The detector node as a separate process with ``--ros-args`` ``ros_args``.
 
-    ``env`` adds to (or overrides) this process's environment; stdout is discarded and stderr (the
-    node's log) is a text pipe, read with ``communicate()``.
+    ``env`` adds to (or overrides) this process's environment; ``options`` go before ``--ros-args``
+    (``--lifecycle``, say); stdout is discarded and stderr (the node's log) is a text pipe, read with
+    ``communicate()``.
     """
     return subprocess.Popen(
-        [sys.executable, '-m', NODE_MODULE, '--ros-args', *ros_args],
+        [sys.executable, '-m', NODE_MODULE, *options, '--ros-args', *ros_args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
