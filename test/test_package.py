@@ -121,3 +121,75 @@ def test_installed_executable_starts_and_exits_cleanly(colcon_install):
     assert result.returncode == 0, result.stderr
     assert 'usage: visual-anomaly-demo' in result.stdout
     assert result.stderr.strip().splitlines()[0].startswith(str(site)), result.stderr
+
+
+def _venv() -> Path:
+    """The venv the README's setup made (scripts/setup_env.sh), which these tests run in."""
+    prefix = Path(sys.prefix)
+    if not list(prefix.glob('.visual_anomaly-*.sha256')):
+        pytest.fail(f'{prefix} was not set up by scripts/setup_env.sh; run the README test command (scripts/test.sh)')
+    return prefix
+
+
+@pytest.mark.parametrize('options', ['set +euo pipefail', 'set -u', 'set -o pipefail'])
+def test_setup_env_leaves_the_shell_options_as_they_were(options):
+    script = (
+        f'{options}; echo "$-|$(shopt -po pipefail)"; source scripts/setup_env.sh dev > /dev/null; '
+        'echo "$-|$(shopt -po pipefail)"; source scripts/setup_env.sh nonsense 2> /dev/null; '
+        'echo "failed with $?"; echo "$-|$(shopt -po pipefail)"'
+    )
+    env = dict(os.environ, VISUAL_ANOMALY_VENV=str(_venv()))
+    result = subprocess.run(['bash', '-c', script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    before, after, failed, after_failure = result.stdout.strip().splitlines()
+    assert before == after == after_failure, result.stdout
+    assert failed == 'failed with 2', result.stderr
+
+
+def test_the_venv_is_laid_out_where_ros2_launch_looks():
+    prefix = _venv()
+    share = prefix / 'share' / 'visual_anomaly'
+    assert (prefix / 'share/ament_index/resource_index/packages/visual_anomaly').is_file()
+    # ros2launch finds a launch file by package with os.walk, which does not enter linked folders
+    found = {name for _, _, files in os.walk(share) for name in files}
+    expected = {'package.xml', 'visual_anomaly.launch.py', 'visual_anomaly_rviz.launch.py', 'visual_anomaly.yaml'}
+    assert expected | {'visual_anomaly.rviz', 'default.pt', 'default.onnx'} <= found
+    # launch_ros runs a package's executable from <prefix>/lib/<package>/
+    for executable in ('visual-anomaly-node', 'visual-anomaly-bag'):
+        assert shutil.which(executable, path=str(prefix / 'lib' / 'visual_anomaly')), executable
+
+
+# What each third-party import of the robot-side code (visual_anomaly/, launch/) is installed as.
+ROSDEP_KEYS = {
+    'numpy': 'python3-numpy',
+    'cv2': 'python3-opencv',
+    'torch': 'python3-torch',
+    'yaml': 'python3-yaml',
+    'sklearn': 'python3-sklearn',
+    'scipy': 'python3-scipy',
+    'tqdm': 'python3-tqdm',
+    'matplotlib': 'python3-matplotlib',
+}
+PIP_ONLY = {'rosbags', 'onnx', 'onnxruntime'}  # optional, from pip (see the comment in package.xml)
+OURS = {'visual_anomaly', 'training'}
+
+
+def _imported_modules(*folders: str) -> set[str]:
+    import ast
+
+    names = set()
+    for folder in folders:
+        for path in (ROOT / folder).rglob('*.py'):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split('.')[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names.add(node.module.split('.')[0])
+    return names - set(sys.stdlib_module_names) - OURS
+
+
+def test_package_xml_declares_what_the_robot_side_code_imports():
+    declared = {d.name for d in parse_package(ROOT / 'package.xml').exec_depends}
+    imported = _imported_modules('visual_anomaly', 'launch')
+    for module in sorted(imported - PIP_ONLY):
+        assert ROSDEP_KEYS.get(module, module) in declared, f'{module} is imported but not declared'
+    assert 'rviz2' not in declared  # headless robots: the rviz launch path checks for it instead
