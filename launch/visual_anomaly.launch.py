@@ -7,7 +7,6 @@ Arguments left empty keep the params file's values. Every argument is checked be
 starts; when the detector exits, the launch ends, with an error when the detector failed.
 """
 
-import tempfile
 from pathlib import Path
 
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
@@ -59,15 +58,15 @@ def _launch(context):
         output='screen',
         emulate_tty=True,
     )
-    actions = [detector, RegisterEventHandler(OnProcessExit(target_action=detector, on_exit=_detector_exited))]
-    if with_rviz:
+    actions = []
+    if with_rviz:  # first: should it fail to start, the detector has not started either
         template = (SHARE / 'config' / 'visual_anomaly.rviz').read_text()
-        with tempfile.NamedTemporaryFile('w', prefix='visual_anomaly_', suffix='.rviz', delete=False) as view:
-            view.write(launch_setup.rviz_config(template, values['image'], values['namespace']))
-        rviz = Node(package='rviz2', executable='rviz2', arguments=['-d', view.name], output='screen')
+        view = launch_setup.rviz_view_path(values['namespace'])
+        view.write_text(launch_setup.rviz_config(template, values['image'], values['namespace']))
+        rviz = Node(package='rviz2', executable='rviz2', arguments=['-d', str(view)], output='screen')
         closed = OnProcessExit(target_action=rviz, on_exit=[EmitEvent(event=Shutdown(reason='rviz2 was closed'))])
         actions += [rviz, RegisterEventHandler(closed)]
-    return actions
+    return [*actions, detector, RegisterEventHandler(OnProcessExit(target_action=detector, on_exit=_detector_exited))]
 
 
 def generate_launch_description() -> LaunchDescription:

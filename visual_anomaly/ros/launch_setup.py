@@ -6,6 +6,8 @@ and every file written before any process starts, so a launch that fails leaves 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -71,11 +73,20 @@ def rviz_config(template: str, image_topic: str, namespace: str) -> str:
 
 
 def require_rviz(package_prefix) -> None:
-    """Raise a readable error when rviz2 is not installed; ``package_prefix`` is ament_index_python's lookup."""
+    """Raise a readable error unless rviz2's executable is installed where launch_ros runs it from
+    (``<prefix>/lib/rviz2/rviz2``); ``package_prefix`` is ament_index_python's lookup."""
     try:
-        package_prefix(RVIZ_PACKAGE)
-    except (LookupError, OSError) as error:  # not in the index (a KeyError), or no index at all
+        executable = Path(package_prefix(RVIZ_PACKAGE)) / 'lib' / RVIZ_PACKAGE / RVIZ_PACKAGE
+    except (LookupError, OSError):  # not in the index (a KeyError), or no index at all
+        executable = None
+    if executable is None or not os.access(executable, os.X_OK):
         raise ValueError(
             'rviz:=true needs rviz2, which is not installed here (on a desktop: apt install ros-$ROS_DISTRO-rviz2); '
             'nothing was started'
-        ) from error
+        )
+
+
+def rviz_view_path(namespace: str) -> Path:
+    """Where the launch writes the rviz view of the detector in ``namespace`` (one file, rewritten each time)."""
+    suffix = namespace.strip('/').replace('/', '_')
+    return Path(tempfile.gettempdir()) / f'visual_anomaly{"_" + suffix if suffix else ""}.rviz'
