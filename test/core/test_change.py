@@ -18,7 +18,7 @@ from visual_anomaly.core import (
     load_bundle,
     save_bundle,
 )
-from visual_anomaly.core.change import MemoryConfig, MemoryFitConfig, PatrolMemory, fit_memory
+from visual_anomaly.core.change import MemoryConfig, MemoryFitConfig, PatrolMemory, first_minimum, fit_memory
 
 SIDE = 64
 
@@ -72,6 +72,37 @@ def test_a_small_box_stands_out_where_it_is(memory, patrol):
     assert roc_auc_score(labels, scores) > 0.97
     peaks = np.stack(np.unravel_index(anomalous.reshape(60, -1).argmax(1), (SIDE, SIDE)), axis=1)
     assert np.median(np.abs(peaks - patrol['centres']).max(1)) <= 4  # the peak sits on the box
+
+
+def test_difference_map_is_the_best_match_over_neighbours_and_shifts(memory, patrol):
+    """The fast comparison equals the definition: per pixel, the smallest channel-mean squared difference to
+    any neighbour shifted by up to ``shift`` (replicate padding), and the signed difference to that match."""
+    frames = np.concatenate([patrol['normal'][:3], patrol['anomalous'][:3]])
+    images = memory.normalize(torch.from_numpy(frames))
+    with torch.inference_mode():
+        indices = memory.nearest(images)
+        best, residual = memory.difference_map(images, indices, residual=True)
+        r = memory.config.shift
+        neighbours = memory.normalize(memory.frames[indices.flatten()])
+        padded = torch.nn.functional.pad(neighbours, (r, r, r, r), mode='replicate').view(
+            len(frames), -1, 3, SIDE + 2 * r, SIDE + 2 * r
+        )
+        candidates = torch.stack(
+            [padded[..., dy : dy + SIDE, dx : dx + SIDE] for dy in range(2 * r + 1) for dx in range(2 * r + 1)], 2
+        ).flatten(1, 2)  # (N, K * shifts, 3, S, S), neighbour-major
+        differences = images[:, None] - candidates
+        expected, which = differences.square().mean(dim=2).min(dim=1)
+        chosen = differences.gather(1, which[:, None, None].expand(len(frames), 1, 3, SIDE, SIDE))[:, 0]
+    torch.testing.assert_close(best, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(residual, chosen, rtol=1e-6, atol=1e-6)
+
+
+def test_first_minimum_takes_the_first_of_equal_values():
+    values = torch.tensor([[5.0, 2.0, 7.0, 2.0, 1.0, 1.0, 9.0]]).view(1, 7, 1)
+    minimum, index = first_minimum(values)
+    assert (minimum.item(), index.item()) == (1.0, 4)
+    minimum, index = first_minimum(values[:, :4])
+    assert (minimum.item(), index.item()) == (2.0, 1)
 
 
 def test_statistics_come_from_frames_that_cannot_find_themselves(patrol):

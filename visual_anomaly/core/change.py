@@ -33,6 +33,23 @@ SCALE_FLOOR = 0.1  # per-pixel scales never drop below this fraction of their me
 RESIDUAL_FLOOR = 0.05  # added to the per-pixel spread of normal residuals (normalized pixel units)
 
 
+def first_minimum(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The minimum of (N, K, ...) ``values`` over K and the first index that reaches it, by pairwise
+    element-wise steps (ONNX Runtime reduces over a non-last axis an element at a time)."""
+    index = torch.arange(values.shape[1], device=values.device).view(1, -1, *[1] * (values.ndim - 2))
+    index = index.expand_as(values)
+    while values.shape[1] > 1:
+        half = values.shape[1] // 2
+        left, right = values[:, :half], values[:, half : 2 * half]
+        left_index, right_index = index[:, :half], index[:, half : 2 * half]
+        take_right = (right < left) | ((right == left) & (right_index < left_index))
+        merged = torch.where(take_right, right, left)
+        merged_index = torch.where(take_right, right_index, left_index)
+        values = torch.cat([merged, values[:, 2 * half :]], dim=1)
+        index = torch.cat([merged_index, index[:, 2 * half :]], dim=1)
+    return values[:, 0], index[:, 0]
+
+
 @dataclass(frozen=True)
 class MemoryConfig:
     """How :class:`PatrolMemory` compares a frame with its memory; stored in the bundle."""
@@ -102,21 +119,47 @@ class PatrolMemory(torch.nn.Module):
         """(N, S, S) smallest squared difference of each pixel to the ``indices`` frames, shifts included,
         and with ``residual`` the (N, 3, S, S) signed difference to that best-matching pixel (else None).
 
-        All neighbours and shifts are compared in one (N, K, shifts, 3, S, S) tensor: a few large
-        operations run several times faster than a loop of small ones, eagerly and in ONNX Runtime.
+        One shift at a time, all K neighbours together, keeping each neighbour's best error and shift
+        so far (a few cache-sized, element-wise operations per shift), then the best neighbour; the
+        residual is gathered for that one match. Ties go to the earlier neighbour, then the earlier
+        shift. About 3x faster than comparing all 200 shifted images in one tensor, eagerly and in
+        ONNX Runtime (whose reductions over long axes are slow, hence no min/argmin over them).
         """
         count, _, side, _ = images.shape
         k, r = indices.shape[1], self.config.shift
+        padded_side = side + 2 * r
         neighbours = self.normalize(self.frames[indices.flatten()])
         padded = functional.pad(neighbours, (r, r, r, r), mode='replicate')
-        padded = padded.view(count, k, 3, side + 2 * r, side + 2 * r)
-        offsets = range(2 * r + 1)
-        shifted = torch.stack([padded[..., dy : dy + side, dx : dx + side] for dy in offsets for dx in offsets], dim=2)
-        difference = (images[:, None, None] - shifted).flatten(1, 2)  # (N, K * shifts, 3, S, S)
-        best, which = difference.square().mean(dim=2).min(dim=1)
+        padded = padded.view(count, k, 3, padded_side, padded_side)
+        offsets = [(dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
+        best = shift_of = None  # (N, K, S, S): each neighbour's smallest error so far, and at which shift
+        for shift, (dy, dx) in enumerate(offsets):
+            error = (images[:, None] - padded[..., dy : dy + side, dx : dx + side]).square().sum(dim=2)
+            if best is None:
+                best, shift_of = error, torch.zeros_like(error)
+                continue
+            better = (error < best).to(error.dtype)  # arithmetic, not where(): several times faster in ONNX Runtime
+            shift_of = shift_of + better * (shift - shift_of)
+            best = torch.minimum(error, best)
+        best, neighbour = first_minimum(best)
+        best = best / 3.0  # the channels' mean
         if not residual:
             return best, None
-        return best, difference.gather(1, which[:, None, None].expand(count, 1, 3, side, side))[:, 0]
+        shift = shift_of.gather(1, neighbour[:, None])[:, 0].long()
+        return best, images - self._gather_matches(padded, shift * k + neighbour, side)
+
+    @staticmethod
+    def _gather_matches(padded: torch.Tensor, which: torch.Tensor, side: int) -> torch.Tensor:
+        """(N, 3, S, S) pixels of the (N, K, 3, P, P) ``padded`` neighbours that ``which`` (N, S, S) picks."""
+        count, k, _, padded_side, _ = padded.shape
+        span = padded_side - side + 1
+        shift, neighbour = which // k, which % k
+        rows = torch.arange(side, device=which.device).view(1, side, 1) + shift // span
+        columns = torch.arange(side, device=which.device).view(1, 1, side) + shift % span
+        flat = (neighbour * padded_side + rows) * padded_side + columns  # into (K, P, P)
+        source = padded.transpose(1, 2).reshape(count, 3, k * padded_side * padded_side)
+        index = flat.view(count, 1, side * side).expand(count, 3, side * side)
+        return source.gather(2, index).view(count, 3, side, side)
 
     def smooth(self, differences: torch.Tensor) -> torch.Tensor:
         """(N, S, S) difference maps averaged over the window."""
