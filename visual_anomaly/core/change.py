@@ -138,8 +138,8 @@ class PatrolMemory(torch.nn.Module):
             if best is None:
                 best, shift_of = error, torch.zeros_like(error)
                 continue
-            better = (error < best).to(error.dtype)  # arithmetic, not where(): several times faster in ONNX Runtime
-            shift_of = shift_of + better * (shift - shift_of)
+            if residual:  # arithmetic, not where(): several times faster in ONNX Runtime
+                shift_of = shift_of + (error < best).to(error.dtype) * (shift - shift_of)
             best = torch.minimum(error, best)
         best, neighbour = first_minimum(best)
         best = best / 3.0  # the channels' mean
