@@ -43,6 +43,8 @@ def test_health_and_rate():
     assert health(stats, [9.0], 10.0, 5.0) == (DiagnosticStatus.OK, 'scoring frames')
     level, message = health({'rejected': 1, 'last_error': 'bad'}, [9.0], 10.0, 5.0)
     assert (level, message) == (DiagnosticStatus.WARN, 'rejecting frames: bad')
+    level, message = health(stats, [9.0], 10.0, 5.0, lost_recently=4)
+    assert level == DiagnosticStatus.WARN and message.startswith('scoring frames; 4 frame(s) lost in transport')
     assert input_rate([1.0, 8.0, 8.5, 9.0], 10.0) == pytest.approx(2.0)
     assert input_rate([9.0], 10.0) == 0.0
 

@@ -10,7 +10,9 @@ from ros_helpers import REPO, RosTester, image_message, stop_node
 from sensor_msgs.msg import Image
 
 from visual_anomaly.ros.process import start_node_process
-from visual_anomaly.ros.qos import StampGaps
+from visual_anomaly.ros.qos import StampGaps, explain_silence
+
+RELIABLE, BEST_EFFORT = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
 
 pytestmark = pytest.mark.slow  # node processes over DDS
 
@@ -110,3 +112,24 @@ def test_stamp_gaps_count_missing_frames_and_restart_on_a_jump_back():
     assert gaps.add(14 * period) == 0
     assert gaps.add(2 * period) == 0  # a replay restarted: not a loss, and the period is learnt again
     assert gaps.add(20 * period) == 0 and gaps.lost == 3
+
+
+def test_silence_is_explained_with_the_publishers_qos_and_the_frames_lost(tester):
+    reliable = _publisher(tester, '/explain/reliable', ReliabilityPolicy.RELIABLE)
+    effort = _publisher(tester, '/explain/effort', ReliabilityPolicy.BEST_EFFORT)
+    try:
+        infos = tester.node.get_publishers_info_by_topic
+        assert tester.spin_until(lambda: infos('/explain/reliable') and infos('/explain/effort'), 10)
+        wanted = 'sensor_msgs/msg/Image'
+        lossy = explain_silence('/explain/reliable', infos('/explain/reliable'), wanted, BEST_EFFORT, 3)
+        assert '3 frame(s) were lost in transport' in lossy and 'set reliability:=auto or reliable' in lossy
+        deaf = explain_silence('/explain/effort', infos('/explain/effort'), wanted, RELIABLE, 0)
+        assert 'best-effort publisher cannot feed a reliable subscription' in deaf
+        typed = explain_silence(
+            '/explain/effort', infos('/explain/effort'), 'sensor_msgs/msg/CompressedImage', RELIABLE, 0
+        )
+        assert 'this node expects sensor_msgs/msg/CompressedImage' in typed
+        assert 'no publisher on /nowhere' in explain_silence('/nowhere', [], wanted, RELIABLE, 0)
+    finally:
+        tester.node.destroy_publisher(reliable)
+        tester.node.destroy_publisher(effort)
