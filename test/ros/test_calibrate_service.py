@@ -7,7 +7,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Vector3Stamped
 from rcl_interfaces.srv import GetParameters
-from ros_helpers import RELIABLE, REPO, RosTester, image_message, stop_node
+from ros_helpers import RELIABLE, REPO, image_message, stop_node
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
@@ -28,13 +28,6 @@ def _building(count: int, seed: int) -> list[np.ndarray]:
     """Normal frames of a corridor world the default model was not trained on (its world seed is 0)."""
     world, rng = CorridorWorld(seed=3, image_size=128), np.random.default_rng(seed)
     return [world.render(rng)[0] for _ in range(count)]
-
-
-@pytest.fixture(scope='module')
-def tester():
-    ros = RosTester('calibration_tester')
-    yield ros
-    ros.close()
 
 
 @pytest.fixture(scope='module')

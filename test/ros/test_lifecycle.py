@@ -7,7 +7,7 @@ import pytest
 from geometry_msgs.msg import Vector3Stamped
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from ros_helpers import RELIABLE, REPO, RosTester, image_message, stop_node
+from ros_helpers import RELIABLE, REPO, image_message, stop_node
 from sensor_msgs.msg import Image
 
 from visual_anomaly.ros.process import start_node_process
@@ -15,13 +15,6 @@ from visual_anomaly.ros.process import start_node_process
 pytestmark = pytest.mark.slow  # node processes over DDS
 
 FRAME = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-
-
-@pytest.fixture(scope='module')
-def tester():
-    ros = RosTester('lifecycle_tester')
-    yield ros
-    ros.close()
 
 
 def _call(tester, client, request, timeout=30.0):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import RELIABLE, REPO, RosTester, image_message, stop_node
+from ros_helpers import RELIABLE, REPO, image_message, stop_node
 from sensor_msgs.msg import CompressedImage, Image
 
 from training.world import Anomaly, CorridorWorld
@@ -37,13 +37,6 @@ def _scene() -> tuple[np.ndarray, np.ndarray]:
     normal, _ = world.render_pose(np.random.default_rng(0), 0, pose)
     anomalous, _ = world.render_pose(np.random.default_rng(0), 0, pose, [person])
     return tuple(cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR) for f in (normal, anomalous))
-
-
-@pytest.fixture(scope='module')
-def tester():
-    ros = RosTester()
-    yield ros
-    ros.close()
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import REPO, RosTester, image_message, stop_node
+from ros_helpers import REPO, image_message, stop_node
 from sensor_msgs.msg import Image
 
 from visual_anomaly.ros.process import start_node_process
@@ -17,13 +17,6 @@ RELIABLE, BEST_EFFORT = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFOR
 pytestmark = pytest.mark.slow  # node processes over DDS
 
 VGA = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-
-
-@pytest.fixture(scope='module')
-def tester():
-    ros = RosTester('qos_tester')
-    yield ros
-    ros.close()
 
 
 class Watched:
