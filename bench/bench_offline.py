@@ -48,6 +48,8 @@ from visual_anomaly.core import (  # noqa: E402
     default_model_path,  # noqa: E402
     load_bundle,
 )
+from visual_anomaly.core.change import PatrolMemory  # noqa: E402
+from visual_anomaly.core.detector import ScoringGraph  # noqa: E402
 from visual_anomaly.data.hazards import decode_frame, reduced_decode_flag  # noqa: E402
 
 BATCH_SIZES = (1, 8, 32, 64, 128, 256, 512)
@@ -84,8 +86,9 @@ def layer_flops(layer: torch.nn.Module, inputs: torch.Tensor, output: torch.Tens
     return 2 * layer.in_channels * layer.out_channels // layer.groups * taps
 
 
-def executed_flops(model: torch.nn.Module, image_size: int = 64) -> dict[str, int]:
-    """FLOPs per frame that the kernels of ``model``'s forward execute, by layer type.
+def executed_flops(detector: Detector) -> dict[str, int]:
+    """FLOPs per frame that the kernels of ``detector``'s whole scoring graph execute, by layer type:
+    the autoencoder, the outlier-exposure head (and its change encoder) and the patrol memory.
 
     Counting rule: 2 FLOPs per multiply-add, and only those that touch data. A convolution's output
     pixel multiplies Cin/groups x Cout weights by each kernel tap that falls inside the input, not
@@ -96,22 +99,35 @@ def executed_flops(model: torch.nn.Module, image_size: int = 64) -> dict[str, in
     they execute this count. Kernels that multiply the padding too (im2col + GEMM, and torch's
     FlopCounterMode counts that) execute more. Biases, activations, upsampling, normalization and
     scoring are not counted either, so the count, and the efficiency derived from it, are lower bounds.
+    The patrol memory's comparison is counted as :func:`memory_flops` says.
     """
-
-    counts: dict[str, int] = {}
+    graph = ScoringGraph(detector.autoencoder, detector.preprocessor, detector.oe_head, detector.memory)
+    side = detector.image_size
+    counts: dict[str, int] = {'PatrolMemory': memory_flops(detector.memory, side)}
 
     def hook(layer: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         name = type(layer).__name__
         counts[name] = counts.get(name, 0) + layer_flops(layer, inputs[0], output)
 
-    handles = [layer.register_forward_hook(hook) for layer in model.modules() if not list(layer.children())]
+    handles = [layer.register_forward_hook(hook) for layer in graph.modules() if not list(layer.children())]
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, 3, image_size, image_size))
+            graph(torch.zeros(1, side, side, 3, dtype=torch.uint8, device=detector.device))
     finally:
         for handle in handles:
             handle.remove()
     return {name: flops for name, flops in counts.items() if flops}
+
+
+def memory_flops(memory: PatrolMemory | None, side: int) -> int:
+    """The patrol memory's comparison of one frame: its thumbnail lookup (2 x memory frames x thumbnail
+    size) and, per pixel, neighbour and shift, 3 subtractions, 3 multiplications, 2 additions (the
+    squared difference over the channels) and one minimum. Its 5x5 smoothing is not counted."""
+    if memory is None:
+        return 0
+    shifts = (2 * memory.config.shift + 1) ** 2
+    lookup = 2 * memory.size * memory.memory_thumbnails.shape[1]
+    return lookup + shifts * memory.config.neighbours * side * side * 9
 
 
 def fraction_of_peak(gflops: float, peak: Peak) -> float:
@@ -127,7 +143,7 @@ def cache_throughput(
     """Frames/s and efficiency of ``detector.detect_resized`` on cached 64x64 frames per batch size:
     its JSON entry and table rows. ``limits``: the theoretical peak and the matmul probe's GFLOP/s."""
     peak, probe = limits
-    by_layer = executed_flops(detector.autoencoder)
+    by_layer = executed_flops(detector)
     flops = sum(by_layer.values())
     entry: dict = {
         'base_channels': detector.autoencoder.config.base_channels,
