@@ -3,9 +3,10 @@
 import cv2
 import numpy as np
 import pytest
+from bombs import png_declaring
 from sensor_msgs.msg import CompressedImage, Image
 
-from visual_anomaly.data.image_conversion import FrameError, compressed_to_bgr, image_to_bgr
+from visual_anomaly.data.image_conversion import FrameError, compressed_to_bgr, image_to_array, image_to_bgr
 
 RNG = np.random.default_rng(7)
 BGR = RNG.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
@@ -109,3 +110,31 @@ def test_undecodable_compressed_frames_are_refused(data):
     msg.data = data
     with pytest.raises(FrameError):
         compressed_to_bgr(msg)
+
+
+@pytest.mark.parametrize(
+    ('width', 'height', 'message'),
+    [
+        (5000, 5000, 'declares 5000x5000 pixels, more than the 16,777,216 allowed'),
+        (30000, 30000, 'declares more than 89,478,485 pixels'),
+        (65535, 65535, 'declares more than 89,478,485 pixels'),
+    ],
+)
+def test_compressed_frames_declaring_too_many_pixels_are_refused_before_decoding(width, height, message):
+    msg = CompressedImage(format='png')
+    msg.data = png_declaring(width, height)
+    assert len(msg.data) < 100_000
+    with pytest.raises(FrameError, match=message):
+        compressed_to_bgr(msg)
+    msg.data = png_declaring(64, 48)
+    assert compressed_to_bgr(msg).shape == (48, 64, 3)
+    assert compressed_to_bgr(msg, max_pixels=64 * 48).shape == (48, 64, 3)
+    with pytest.raises(FrameError, match='more than the 3,071 allowed'):
+        compressed_to_bgr(msg, max_pixels=64 * 48 - 1)
+
+
+def test_raw_frames_above_the_pixel_limit_are_refused():
+    msg = _message('rgb8', np.zeros((4, 6, 3), np.uint8))
+    assert image_to_bgr(msg).shape == (4, 6, 3)
+    with pytest.raises(FrameError, match='frame of 6x4 pixels, more than the 23 allowed'):
+        image_to_array(msg, max_pixels=23)

@@ -8,11 +8,14 @@ before conversion. Every problem raises :class:`FrameError` with a message fit f
 
 from __future__ import annotations
 
+import io
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
 import cv2
 import numpy as np
+import PIL.Image
 
 try:  # the ROS install's cv_bridge, when it is a working one
     from cv_bridge import CvBridge, CvBridgeError
@@ -31,6 +34,7 @@ SUPPORTED_ENCODINGS = {
     'yuv422': 2, 'uyvy': 2, 'yuv422_yuy2': 2, 'yuyv': 2,
 }  # fmt: skip
 MAX_SIDE = 16384  # larger declared sizes are treated as corrupt headers
+MAX_FRAME_PIXELS = 4096 * 4096  # the default limit on a frame's pixels (the node's max_frame_pixels)
 
 
 class FrameError(ValueError):
@@ -52,7 +56,7 @@ DIRECT_ENCODINGS = {
 _TO_BGR = {'mono': cv2.COLOR_GRAY2BGR, 'rgb': cv2.COLOR_RGB2BGR, 'rgba': cv2.COLOR_RGBA2BGR, 'bgra': cv2.COLOR_BGRA2BGR}
 
 
-def _checked_rows(msg: Any) -> tuple[np.ndarray, str, int, int]:
+def _checked_rows(msg: Any, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, str, int, int]:
     """(rows as a (height, step) uint8 view, encoding, width, bytes per row), after every consistency check."""
     encoding = msg.encoding.lower()
     if encoding not in SUPPORTED_ENCODINGS:
@@ -60,6 +64,10 @@ def _checked_rows(msg: Any) -> tuple[np.ndarray, str, int, int]:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
         raise FrameError(f'bad frame size {width}x{height}')
+    if width * height > max_pixels:
+        raise FrameError(
+            f'frame of {width}x{height} pixels, more than the {max_pixels:,} allowed (parameter max_frame_pixels)'
+        )
     row = width * SUPPORTED_ENCODINGS[encoding]
     if step < row:
         raise FrameError(f'step {step} is smaller than a {encoding} row of {width} pixels ({row} bytes)')
@@ -71,14 +79,15 @@ def _checked_rows(msg: Any) -> tuple[np.ndarray, str, int, int]:
     return np.frombuffer(data, np.uint8, count=step * height).reshape(height, step), encoding, width, row
 
 
-def image_to_array(msg: Any) -> tuple[np.ndarray, str]:
+def image_to_array(msg: Any, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[np.ndarray, str]:
     """A ``sensor_msgs/Image`` as (uint8 array, colour order) for the detector, without copying where possible.
 
     8-bit mono, RGB, BGR, RGBA and BGRA frames come back as a view of the message's own bytes
     (row padding skipped by strides), so the only work left is the detector's resize; other
-    encodings are converted to BGR. The view is valid while ``msg`` is.
+    encodings are converted to BGR. The view is valid while ``msg`` is. Frames of more than
+    ``max_pixels`` pixels are refused.
     """
-    rows, encoding, width, row = _checked_rows(msg)
+    rows, encoding, width, row = _checked_rows(msg, max_pixels)
     if encoding in DIRECT_ENCODINGS:
         channels, order = DIRECT_ENCODINGS[encoding]
         pixels = rows[:, :row].reshape(len(rows), width, channels)
@@ -126,12 +135,43 @@ def _convert(rows: np.ndarray, encoding: str, width: int, row: int, msg: Any) ->
     return np.ascontiguousarray(frame, dtype=np.uint8)
 
 
-def compressed_to_bgr(msg: Any) -> np.ndarray:
-    """A ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) as an (H, W, 3) uint8 BGR array."""
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    if data.size == 0:
+def declared_size(data: bytes, fmt: str = '') -> tuple[int, int]:
+    """(width, height) that compressed image ``data`` declares, read from its header alone (Pillow)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning):
+        raise FrameError(
+            f'compressed frame ({len(data)} bytes, format {fmt!r}) declares more than '
+            f'{PIL.Image.MAX_IMAGE_PIXELS:,} pixels; refused before decoding'
+        ) from None
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise FrameError(
+            f'compressed frame ({len(data)} bytes, format {fmt!r}) is not an image this node reads: {error}'
+        ) from None
+
+
+def compressed_to_bgr(msg: Any, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
+    """A ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) as an (H, W, 3) uint8 BGR array.
+
+    The size its header declares is checked against ``max_pixels`` before anything is decoded, so
+    that a small file declaring a huge image (a decompression bomb) costs no memory.
+    """
+    raw = bytes(msg.data)
+    if not raw:
         raise FrameError('empty compressed frame')
-    frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    width, height = declared_size(raw, msg.format)
+    if width * height > max_pixels:
+        raise FrameError(
+            f'compressed frame declares {width}x{height} pixels, more than the {max_pixels:,} allowed '
+            '(parameter max_frame_pixels); refused before decoding'
+        )
+    try:
+        frame = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        frame = None
     if frame is None:
-        raise FrameError(f'cannot decode compressed frame ({data.size} bytes, format {msg.format!r})')
+        raise FrameError(f'cannot decode compressed frame ({len(raw)} bytes, format {msg.format!r}, {width}x{height})')
     return frame

@@ -232,9 +232,11 @@ class DetectorNodeBase(CalibrationService):
         """
         arrived = time.monotonic() if arrived is None else arrived
         if isinstance(msg, CompressedImage):
-            pixels, order = compressed_to_bgr(msg), 'bgr'
+            pixels, order = compressed_to_bgr(msg, self._settings['max_frame_pixels']), 'bgr'
         else:
-            pixels, order = image_to_array(msg)  # a view of the message: no full-size copy to score it
+            pixels, order = image_to_array(
+                msg, self._settings['max_frame_pixels']
+            )  # a view of the message: no full-size copy to score it
         resized = resize_frames([pixels], order, self.detector.image_size)
         with self._model_lock:
             result = self.detector.detect_resized(resized)

@@ -18,6 +18,7 @@ from rclpy.node import Node
 from visual_anomaly.core import SCORE_KINDS, FrameScorer
 from visual_anomaly.core.thresholds import MIN_FRAMES_ABOVE, calibration_shortfall
 from visual_anomaly.core.visualization import COLORMAPS
+from visual_anomaly.data.image_conversion import MAX_FRAME_PIXELS, MAX_SIDE
 from visual_anomaly.ros.qos import RELIABILITY_CHOICES
 
 
@@ -101,6 +102,13 @@ PARAMETERS = (
         'newest frame it holds and counts the others as dropped',
         read_only=True,
         integer=(1, 100),
+    ),
+    ParameterSpec(
+        'max_frame_pixels',
+        MAX_FRAME_PIXELS,
+        'Largest frame the node takes, in pixels (width x height; a compressed frame is refused from its '
+        'header, before decoding); default 4096 x 4096',
+        integer=(1, MAX_SIDE * MAX_SIDE),
     ),
     ParameterSpec('publish_every_n', 1, 'Score every N-th received frame (1 = all)', integer=(1, 1000)),
     ParameterSpec(
