@@ -162,6 +162,7 @@ def test_the_venv_is_laid_out_where_ros2_launch_looks():
 ROSDEP_KEYS = {
     'numpy': 'python3-numpy',
     'cv2': 'python3-opencv',
+    'PIL': 'python3-pil',
     'torch': 'python3-torch',
     'yaml': 'python3-yaml',
     'sklearn': 'python3-sklearn',
