@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from geometry_msgs.msg import Vector3Stamped
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import SetParameters, SetParametersAtomically
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import RELIABLE, REPO, image_message, stop_node
 from sensor_msgs.msg import CompressedImage, Image
@@ -128,6 +129,34 @@ def _set_parameter(tester, name, value, kind):
     assert tester.spin_until(future.done, 10)
     tester.node.destroy_client(client)
     return future.result().results[0]
+
+
+def test_a_refused_atomic_request_changes_nothing(tester, node):
+    _, publisher = node
+    anomaly = tester.received.get('/visual_anomaly/anomaly') or tester.collect(
+        Vector3Stamped, '/visual_anomaly/anomaly', RELIABLE
+    )
+    normal, _ = _scene()
+    before = _send_and_wait(tester, publisher, image_message(normal, 31), anomaly)
+    client = tester.node.create_client(SetParametersAtomically, '/visual_anomaly/set_parameters_atomically')
+    assert client.wait_for_service(timeout_sec=10)
+    request = SetParametersAtomically.Request(
+        parameters=[
+            Parameter(
+                name='decision_score',
+                value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value='reconstruction'),
+            ),
+            Parameter(
+                name='threshold', value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=math.nan)
+            ),
+        ]
+    )
+    future = client.call_async(request)
+    assert tester.spin_until(future.done, 10)
+    tester.node.destroy_client(client)
+    assert not future.result().result.successful
+    after = _send_and_wait(tester, publisher, image_message(normal, 32), anomaly)
+    assert (after.vector.x, after.vector.y) == pytest.approx((before.vector.x, before.vector.y))
 
 
 def test_runtime_parameters_are_validated(tester, node):
