@@ -30,11 +30,19 @@ def test_interval_labels(tmp_path):
         ('start,end,label\n2,1,1\n', 'end 1.0 is before start 2.0'),
         ('start,end,label\n0,1,1\n1700000000,1700000001,1\n', 'mixes absolute'),
         ('start,end,label\nsoon,1,1\n', 'line 2: start and end must be seconds'),
+        ('start,end,label\n0,1,cable\nnan,nan,cable\n', 'line 3: start and end must be seconds'),
+        ('start,end,label\n0,inf,cable\n', 'line 2: start and end must be seconds'),
+        ('start,end,label\n0,1,12345678901234567890\n', 'line 2: class code 12345678901234567890 must be between 0'),
+        ('start,end,label\n0,1,-3\n', 'line 2: class code -3 must be between 0'),
     ):
         bad = tmp_path / 'bad.csv'
         bad.write_text(text)
         with pytest.raises(ValueError, match=message):
             labels_from_intervals(bad, stamps)
+    binary = tmp_path / 'labels.bin'
+    binary.write_bytes(b'start,end,label\n\xff\xfe\x00\x81')
+    with pytest.raises(ValueError, match=r'labels\.bin: not a text CSV'):
+        labels_from_intervals(binary, stamps)
     with pytest.raises(ValueError, match='time_base must be'):
         labels_from_intervals(relative, stamps, time_base='bag')
 
@@ -42,9 +50,9 @@ def test_interval_labels(tmp_path):
 def test_any_integer_is_a_label_and_names_ignore_case(tmp_path):
     stamps = EPOCH_NS + STEP_NS * np.arange(4)
     csv_path = tmp_path / 'labels.csv'
-    csv_path.write_text('start,end,label\n0,0,-1\n0.1,0.1,+42\n0.2,0.2,Hanging_Cable\n0.3,0.3,hanging_cable\n')
-    np.testing.assert_array_equal(labels_from_intervals(csv_path, stamps), [-1, 42, 1, 1])
-    assert interval_class_names(csv_path) == {42: 'class 42', 1: 'hanging_cable'}
+    csv_path.write_text('start,end,label\n0,0,3\n0.1,0.1,+42\n0.2,0.2,Hanging_Cable\n0.3,0.3,hanging_cable\n')
+    np.testing.assert_array_equal(labels_from_intervals(csv_path, stamps), [3, 42, 1, 1])
+    assert interval_class_names(csv_path) == {3: 'class 3', 42: 'class 42', 1: 'hanging_cable'}
 
 
 @pytest.mark.slow  # an evaluation with its report

@@ -6,6 +6,7 @@ Both conventions are described in the ``visual_anomaly.bags`` package docstring.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from visual_anomaly.bags.io import GROUND_TRUTH_TOPIC, VECTOR_TYPE, open_bag, stamp_ns, topic_connections
 
+MAX_CLASS_CODE = 2**31 - 1
 ABSOLUTE_TIME_S = 1e8  # interval times at least this large are absolute bag times (auto time base)
 TIME_BASES = ('auto', 'relative', 'absolute')
 _SLACK_S = 1e-6  # a little slack so that an interval typed to the millisecond includes the frames at its ends
@@ -75,8 +77,11 @@ def interval_class_names(csv_path: str | os.PathLike) -> dict[int, str]:
 def read_intervals(csv_path: str | os.PathLike) -> list[tuple[float, float, str]]:
     """The (start s, end s, label) rows of a ``start,end,label`` CSV; ``#`` lines and blank lines are skipped."""
     csv_path = Path(csv_path)
-    with csv_path.open(newline='') as handle:
-        lines = [line for line in handle if line.strip() and not line.lstrip().startswith('#')]
+    try:
+        with csv_path.open(newline='', encoding='utf-8') as handle:
+            lines = [line for line in handle if line.strip() and not line.lstrip().startswith('#')]
+    except UnicodeDecodeError as error:
+        raise ValueError(f'{csv_path}: not a text CSV (byte {error.start} is not UTF-8)') from None
     reader = csv.DictReader(lines, skipinitialspace=True)
     columns = [name.strip() for name in reader.fieldnames or []]
     if not {'start', 'end', 'label'} <= set(columns):
@@ -87,14 +92,24 @@ def read_intervals(csv_path: str | os.PathLike) -> list[tuple[float, float, str]
         where = f'{csv_path} line {number}'
         try:
             start, end = float(row['start']), float(row['end'])
-        except ValueError:
-            raise ValueError(f'{where}: start and end must be seconds, got {row["start"]!r}, {row["end"]!r}') from None
+        except (TypeError, ValueError):
+            start = end = math.nan
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise ValueError(f'{where}: start and end must be seconds, got {row["start"]!r}, {row["end"]!r}')
         if end < start:
             raise ValueError(f'{where}: end {end} is before start {start}')
-        if not row['label']:
-            raise ValueError(f'{where}: empty label')
+        _check_label(row['label'], where)
         intervals.append((start, end, row['label']))
     return intervals
+
+
+def _check_label(label: str | None, where: str) -> None:
+    """A label is a name, or an integer class code in 0..MAX_CLASS_CODE."""
+    if not label:
+        raise ValueError(f'{where}: empty label')
+    code = _integer(label)
+    if code is not None and not 0 <= code <= MAX_CLASS_CODE:
+        raise ValueError(f'{where}: class code {label} must be between 0 (normal) and {MAX_CLASS_CODE}')
 
 
 def _uses_absolute_times(intervals: list[tuple[float, float, str]], time_base: str, csv_path: Path) -> bool:
