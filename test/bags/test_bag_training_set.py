@@ -80,7 +80,13 @@ def test_patrol_subsampling_by_time_from_the_command_line(patrol, tmp_path, caps
 def test_too_few_kept_frames_and_bad_options_are_refused(patrol, tmp_path):
     with pytest.raises(ValueError, match=r'only 1 frame\(s\) kept of 36.*lower --every'):
         bag_to_training_set(patrol['bag'], tmp_path / 'one', every_s=100.0, target_frames=0, progress=False)
-    assert not (tmp_path / 'one' / '.staging').exists()
+    assert not (tmp_path / 'one').exists()  # the failed run created it, and removed it again
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'notes.txt').write_text('the user\'s own')
+    with pytest.raises(ValueError, match='no topic /no/such/topic; the bag has'):
+        bag_to_training_set(patrol['bag'], mine, topic='/no/such/topic', progress=False)
+    assert sorted(p.name for p in mine.iterdir()) == ['notes.txt']  # no .staging left, the user's file kept
     with pytest.raises(ValueError, match='validation_fraction must be in'):
         bag_to_training_set(patrol['bag'], tmp_path / 'bad', validation_fraction=1.0)
     with pytest.raises(ValueError, match='block_s > 0'):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -178,15 +180,23 @@ def _write_splits(out_root: Path, staging: Path, stamps: np.ndarray, validation:
             writer.writerows(rows)
 
 
-def _new_staging(out_root: Path) -> Path:
-    """An empty ``out_root/.staging``; the dataset's folders must not exist yet."""
+@contextlib.contextmanager
+def _staging(out_root: Path) -> Iterator[Path]:
+    """An empty ``out_root/.staging`` for the run; the dataset's folders must not exist yet. When the run
+    fails, the staging folder goes, and so does ``out_root`` if the run created it."""
     for name in OUTPUT_FOLDERS:
         if (out_root / name).exists():
             raise FileExistsError(f'{out_root / name} exists; choose a new output folder')
+    created = not out_root.exists()
     staging = out_root / '.staging'
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    return staging
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(out_root if created else staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def bag_to_training_set(
@@ -220,23 +230,21 @@ def bag_to_training_set(
     if not 0 <= validation_fraction < 1:
         raise ValueError(f'validation_fraction must be in [0, 1), got {validation_fraction}')
     bag_path, out_root = Path(bag_path), Path(out_root)
-    staging = _new_staging(out_root)
-    topic, readable, thumbnails, total = _read_thumbnails(bag_path, topic, progress)
-    every_ns = round(every_s * 1e9)
-    change = change_threshold_for(readable, thumbnails, every_ns, dedup_threshold, target_frames)
-    reasons = select_frames(readable, thumbnails, every_ns, dedup_threshold, change)
-    kept = np.flatnonzero(reasons <= KEPT_BY_CHANGE)
-    if len(kept) < 2:
-        shutil.rmtree(staging)
-        raise ValueError(
-            f'{bag_path}: only {len(kept)} frame(s) kept of {total} on {topic}; '
-            'lower --every or --dedup-threshold, or raise --target'
-        )
-    _stage_frames(bag_path, staging, topic, kept, progress)
-    stamps = readable[kept]
-    validation, segments = validation_mask(stamps, validation_fraction, block_s, seed)
-    _write_splits(out_root, staging, stamps, validation)
-    staging.rmdir()
+    with _staging(out_root) as staging:
+        topic, readable, thumbnails, total = _read_thumbnails(bag_path, topic, progress)
+        every_ns = round(every_s * 1e9)
+        change = change_threshold_for(readable, thumbnails, every_ns, dedup_threshold, target_frames)
+        reasons = select_frames(readable, thumbnails, every_ns, dedup_threshold, change)
+        kept = np.flatnonzero(reasons <= KEPT_BY_CHANGE)
+        if len(kept) < 2:
+            raise ValueError(
+                f'{bag_path}: only {len(kept)} frame(s) kept of {total} on {topic}; '
+                'lower --every or --dedup-threshold, or raise --target'
+            )
+        _stage_frames(bag_path, staging, topic, kept, progress)
+        stamps = readable[kept]
+        validation, segments = validation_mask(stamps, validation_fraction, block_s, seed)
+        _write_splits(out_root, staging, stamps, validation)
     settings = {
         'every_s': every_s,
         'dedup_threshold': dedup_threshold,
