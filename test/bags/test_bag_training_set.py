@@ -83,7 +83,7 @@ def test_too_few_kept_frames_and_bad_options_are_refused(patrol, tmp_path):
     assert not (tmp_path / 'one').exists()  # the failed run created it, and removed it again
     mine = tmp_path / 'mine'
     mine.mkdir()
-    (mine / 'notes.txt').write_text('the user\'s own')
+    (mine / 'notes.txt').write_text("the user's own")
     with pytest.raises(ValueError, match='no topic /no/such/topic; the bag has'):
         bag_to_training_set(patrol['bag'], mine, topic='/no/such/topic', progress=False)
     assert sorted(p.name for p in mine.iterdir()) == ['notes.txt']  # no .staging left, the user's file kept
