@@ -8,7 +8,10 @@
   with heatmap and overlay subscribers (those outputs are only computed when someone listens);
 * end to end: the node as its own process, frames published over DDS (reliable QoS) at rising
   rates; latency from publishing a frame to receiving its flag, and the highest rate at which
-  the node answered every frame without dropping any.
+  the node answered every frame without dropping any. This process publishes the frames, so it
+  gives its Fast DDS participant a shared-memory segment that holds them, as a camera driver needs
+  (``visual_anomaly.ros.dds``): with the default 512 KB one, a 640x480 frame comes 10-15 ms late
+  (``--fastdds-defaults`` measures that).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sensor_msgs.msg import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import corridor_frames, percentiles_ms, table, write_results  # noqa: E402
 
+from visual_anomaly.ros.dds import use_large_frame_transports  # noqa: E402
 from visual_anomaly.ros.live_replay import RELIABLE, OutputRecorder  # noqa: E402
 from visual_anomaly.ros.node import AnomalyDetectorNode  # noqa: E402
 from visual_anomaly.ros.process import replay_args, start_node_process  # noqa: E402
@@ -50,9 +54,10 @@ def image_messages(width: int, height: int, encoding: str, count: int = 32) -> l
     return messages
 
 
-def processing_latency(frames: int, backend: str) -> dict:
+def processing_latency(frames: int, backend: str, model: str = '') -> dict:
     """Time the node's frame path in this process, per input case, without and with output subscribers."""
     overrides = [Parameter('device', value='cpu'), Parameter('backend', value=backend)]
+    overrides += [Parameter('model_path', value=model)] if model else []
     node = AnomalyDetectorNode(parameter_overrides=overrides)
     listener = rclpy.create_node('bench_listener')
     results, rows = {}, []
@@ -82,11 +87,11 @@ def processing_latency(frames: int, backend: str) -> dict:
     return results
 
 
-def end_to_end(rates: tuple[int, ...], frames_per_rate: int) -> dict:
+def end_to_end(rates: tuple[int, ...], frames_per_rate: int, model: str | None = None) -> dict:
     """Publish 640x480 rgb8 frames over DDS into a node process at each rate; latency and drops."""
     messages = image_messages(640, 480, 'rgb8')
     recorder = OutputRecorder()
-    process = start_node_process(*replay_args('/bench/image', compressed=False, device='cpu'))
+    process = start_node_process(*replay_args('/bench/image', compressed=False, model=model, device='cpu'))
     publisher = recorder.node.create_publisher(Image, '/bench/image', RELIABLE)
     results, rows, stamp = {}, [], 0
     try:
@@ -138,18 +143,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='300 frames per case, fewer rates')
     parser.add_argument('--backend', default='auto', help='the node parameter backend: auto, torch, onnxruntime')
     parser.add_argument('--no-dds', action='store_true', help='processing latency only')
+    parser.add_argument('--model', default='', help='model bundle for the node (default: the shipped one)')
+    parser.add_argument(
+        '--fastdds-defaults', action='store_true', help="publish with Fast DDS's default 512 KB shared-memory segment"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(0, 101)))
+    if not args.fastdds_defaults:
+        use_large_frame_transports()
+    print(f'FASTDDS_BUILTIN_TRANSPORTS={os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "")!r}')
     frames = 300 if args.quick else args.frames
     rclpy.init()
     try:
-        processing = processing_latency(frames, args.backend)
+        processing = processing_latency(frames, args.backend, args.model)
     finally:
         rclpy.try_shutdown()
-    results = {'backend': args.backend, 'processing_ms': processing}
+    results = {'backend': args.backend, 'model': args.model or 'shipped', 'processing_ms': processing}
+    results['fastdds_builtin_transports'] = os.environ.get('FASTDDS_BUILTIN_TRANSPORTS', '')
     if not args.no_dds:
-        results['dds'] = end_to_end(RATES_HZ[:3] if args.quick else RATES_HZ, 150 if args.quick else 600)
+        rates, count = (RATES_HZ[:3], 150) if args.quick else (RATES_HZ, 600)
+        results['dds'] = end_to_end(rates, count, args.model or None)
     name = 'node' if args.backend == 'auto' and not args.no_dds else f'node_{args.backend}'
+    name += (f'_{Path(args.model).stem}' if args.model else '') + ('_fastdds_defaults' if args.fastdds_defaults else '')
     print(f'results: {write_results(name, results)}')
     return 0
 

@@ -126,8 +126,10 @@ def calibrate(args: argparse.Namespace) -> None:
 
 
 def replay(args: argparse.Namespace) -> int:
+    from visual_anomaly.ros.dds import use_large_frame_transports
     from visual_anomaly.ros.live_replay import format_live_summary, replay_bag  # rclpy: only when needed
 
+    use_large_frame_transports()  # we publish the frames: room for them, else those over 512 KB come 10-15 ms late
     metrics = replay_bag(
         args.bag,
         args.out,
