@@ -147,9 +147,9 @@ def declared_size(data: bytes, fmt: str = '') -> tuple[int, int]:
             f'compressed frame ({len(data)} bytes, format {fmt!r}) declares more than '
             f'{PIL.Image.MAX_IMAGE_PIXELS:,} pixels; refused before decoding'
         ) from None
-    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise FrameError(
-            f'compressed frame ({len(data)} bytes, format {fmt!r}) is not an image this node reads: {error}'
+            f'cannot decode compressed frame ({len(data)} bytes, format {fmt!r}): no image header this node reads'
         ) from None
 
 
