@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -32,6 +33,7 @@ def train_run(data: Path, out: Path, config: RunConfig, progress: bool = True) -
     """Train a bundle on the dataset at ``data``, save it in ``out`` and evaluate it on the test split."""
     started = time.perf_counter()
     dataset = HazardsDataset(data)
+    check_splits(dataset, config.outlier_exposure.enabled)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'config.yaml').write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     load = functools.partial(
@@ -54,16 +56,37 @@ def train_run(data: Path, out: Path, config: RunConfig, progress: bool = True) -
         detector.calibrate(validation, fpr=config.calibration.false_positive_rate)
     elif config.outlier_exposure.enabled:
         print('no outliers_set in the dataset: training without outlier exposure')
-    bundle = save_bundle(out / 'model.pt', detector, provenance)
-    baselines = fit_baselines(train, validation, config.calibration.false_positive_rate)
-    save_baselines(out / BASELINES_FILE, baselines)  # evaluations of the bundle find them beside it
-    test = load('test') if 'test' in dataset.splits else None
-    extra = {'bundle': str(bundle), 'provenance': provenance, 'training': history.summary()}
-    extra['calibration'] = detector.calibration.thresholds[detector.decision_score].describe()
-    exposed_names = tuple(class_name(code) for code in exposed)
-    metrics = evaluate_run(detector, test, out, exposed_names, history, extra, baselines)
+    bundle, partial = out / 'model.pt', out / 'model.partial.pt'  # renamed once the whole run has succeeded
+    try:
+        save_bundle(partial, detector, provenance)
+        baselines = fit_baselines(train, validation, config.calibration.false_positive_rate)
+        save_baselines(out / BASELINES_FILE, baselines)  # evaluations of the bundle find them beside it
+        test = load('test') if 'test' in dataset.splits else None
+        extra = {'bundle': str(bundle), 'provenance': provenance, 'training': history.summary()}
+        extra['calibration'] = detector.calibration.thresholds[detector.decision_score].describe()
+        exposed_names = tuple(class_name(code) for code in exposed)
+        metrics = evaluate_run(detector, test, out, exposed_names, history, extra, baselines)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, bundle)
     metrics['seconds'] = round(time.perf_counter() - started, 1)
     return metrics
+
+
+def check_splits(dataset: HazardsDataset, outlier_exposure: bool) -> None:
+    """Read every split's file list and CSV before the first epoch: a bad row fails the run before it
+    trains, naming the file and line. An unusable ``outliers_set`` says how to train without it."""
+    for kind in dataset.splits:
+        try:
+            dataset.split(kind)
+        except ValueError as error:
+            if kind == 'outliers' and outlier_exposure:
+                raise ValueError(
+                    f'{error}; to train without outlier exposure, pass --no-outlier-exposure '
+                    '(or remove the empty folder)'
+                ) from None
+            raise
 
 
 def fit_detector(

@@ -1,6 +1,7 @@
 """The training command line: generate, train, evaluate, report, on a tiny synthetic dataset."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -197,3 +198,43 @@ def test_every_subcommand_has_help(command, capsys):
         main([command, '--help'])
     assert exit_.value.code == 0
     assert f'visual-anomaly-train {command}' in capsys.readouterr().out
+
+
+def _copy(dataset, tmp_path):
+    import shutil
+
+    return shutil.copytree(dataset, tmp_path / 'data')
+
+
+@pytest.mark.parametrize(
+    ('damage', 'message'),
+    [
+        ('banana', r'frames_labels\.csv line 3: label .banana. is not an integer'),
+        ('short', r'frames_labels\.csv has 39 rows but .*test_set has 40 image files'),
+    ],
+)
+def test_a_bad_split_fails_the_run_before_training_and_leaves_no_bundle(dataset, tmp_path, capsys, damage, message):
+    data = _copy(dataset, tmp_path)
+    csv_path = data / 'metadata' / 'frames_labels.csv'  # the RA-L name of the test CSV
+    lines = csv_path.read_text().splitlines()
+    if damage == 'banana':
+        frame, _, *rest = lines[2].split(',')
+        lines[2] = ','.join([frame, 'banana', *rest])
+    else:
+        del lines[-1]
+    csv_path.write_text('\n'.join(lines) + '\n')
+    out = tmp_path / 'run'
+    assert main(['train', '--data', str(data), '--out', str(out), '--epochs', '1', '--device', 'cpu', '--quiet']) == 2
+    captured = capsys.readouterr()
+    assert re.search(message, captured.err), captured.err
+    assert 'autoencoder:' not in captured.out  # no epoch ran
+    assert not out.exists() or not list(out.glob('model*.pt'))
+
+
+def test_an_empty_outliers_folder_says_how_to_train_without_exposure(dataset, tmp_path, capsys):
+    data = _copy(dataset, tmp_path)
+    for path in (data / 'outliers_set').iterdir():
+        path.unlink()
+    out = tmp_path / 'run'
+    assert main(['train', '--data', str(data), '--out', str(out), '--epochs', '1', '--device', 'cpu', '--quiet']) == 2
+    assert 'pass --no-outlier-exposure' in capsys.readouterr().err

@@ -134,7 +134,13 @@ class HazardsDataset:
                     raise ValueError(f'{csv_path} row {i} names {row["frame"]!r} but the sorted file there is {path}')
 
         def column(name: str) -> np.ndarray:
-            return np.array([int(row[name]) for row in rows], np.int64)
+            values = []
+            for number, row in enumerate(rows, start=2):
+                try:
+                    values.append(int(row[name]))
+                except (TypeError, ValueError):
+                    raise ValueError(f'{csv_path} line {number}: {name} {row[name]!r} is not an integer') from None
+            return np.array(values, np.int64)
 
         if 'label' in columns:
             labels = column('label')
