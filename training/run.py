@@ -76,8 +76,11 @@ def train_run(data: Path, out: Path, config: RunConfig, progress: bool = True) -
 
 def check_splits(dataset: HazardsDataset, outlier_exposure: bool) -> None:
     """Read every split's file list and CSV before the first epoch: a bad row fails the run before it
-    trains, naming the file and line. An unusable ``outliers_set`` says how to train without it."""
+    trains, naming the file and line. An unusable ``outliers_set`` says how to train without it; without
+    outlier exposure it is not read."""
     for kind in dataset.splits:
+        if kind == 'outliers' and not outlier_exposure:
+            continue  # not used by this run
         try:
             dataset.split(kind)
         except ValueError as error:
