@@ -13,6 +13,7 @@ import torch
 from bombs import png_declaring
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Vector3Stamped
+from hostile_bundles import onnx_allocating_at_run_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
@@ -22,7 +23,14 @@ from ros_helpers import RELIABLE, REPO, image_message, stop_node
 from sensor_msgs.msg import CompressedImage, Image
 
 from training.world import Anomaly, CorridorWorld
-from visual_anomaly.core import AutoencoderConfig, ConvAutoencoder, Detector, load_bundle, save_bundle
+from visual_anomaly.core import (
+    AutoencoderConfig,
+    ConvAutoencoder,
+    Detector,
+    load_bundle,
+    read_bundle_metadata,
+    save_bundle,
+)
 from visual_anomaly.data.image_conversion import FrameError, image_to_bgr
 from visual_anomaly.ros.process import start_node_process
 
@@ -320,6 +328,16 @@ def test_a_bad_model_stops_the_node_with_a_message(tmp_path, content):
     code, err = process.wait(timeout=60), process.stderr.read()
     assert code == 2
     assert str(path) in err and 'Traceback' not in err
+
+
+def test_a_model_that_fails_its_warm_up_stops_the_node_with_one_line(tmp_path):
+    hungry = onnx_allocating_at_run_time(
+        tmp_path / 'hungry.onnx', read_bundle_metadata(REPO / 'models' / 'default.onnx')
+    )
+    process = start_node_process('-p', f'model_path:={hungry}', cwd=REPO)
+    code, err = process.wait(timeout=60), process.stderr.read()
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f'visual_anomaly: cannot start: {hungry}: the model fails on a blank frame'), err
 
 
 def test_an_uncalibrated_model_stops_the_node_unless_a_threshold_is_given(tester, tmp_path):
