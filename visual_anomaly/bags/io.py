@@ -227,13 +227,22 @@ def _frame_view(msg: Any) -> SimpleNamespace:
     )
 
 
-def _raw_messages(reader: AnyReader, connections: list, tally: ReadTally) -> Iterator[bytes]:
-    """The raw messages of ``connections`` in bag order, until the end or the first damaged record."""
+def raw_messages(reader: AnyReader, connections: list, tally: ReadTally) -> Iterator[tuple[Any, bytes]]:
+    """(connection, raw message) of ``connections`` in bag order, until the end or the first damaged
+    record (``tally.stopped`` then says what failed)."""
     try:
-        for _, _, raw in reader.messages(connections=connections):
-            yield raw
+        for connection, _, raw in reader.messages(connections=connections):
+            yield connection, raw
     except Exception as error:  # noqa: BLE001 - rosbags' parsers raise many types on damaged bytes
         tally.stopped = f'{type(error).__name__}: {error}'
+
+
+def deserialized(reader: AnyReader, raw: bytes, msgtype: str) -> Any | None:
+    """The message, or None when its bytes are damaged."""
+    try:
+        return reader.deserialize(raw, msgtype)
+    except Exception:  # noqa: BLE001 - damaged bytes raise anything from the CDR parser
+        return None
 
 
 def iter_decoded(
@@ -247,10 +256,9 @@ def iter_decoded(
     compressed = msgtype == COMPRESSED_TYPE
 
     def decode(raw: bytes) -> DecodedFrame | None:
-        try:
-            msg = reader.deserialize(raw, msgtype)
-        except Exception:  # noqa: BLE001 - damaged bytes raise anything from the CDR parser; counted as missing
-            return None
+        msg = deserialized(reader, raw, msgtype)
+        if msg is None:
+            return None  # counted as missing
         stamp = stamp_ns(msg.header)
         try:
             frame = compressed_to_bgr(msg) if compressed else image_to_bgr(_frame_view(msg))
@@ -267,7 +275,7 @@ def iter_decoded(
 
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
         chunk: list[bytes] = []
-        for raw in _raw_messages(reader, connections, tally):
+        for _, raw in raw_messages(reader, connections, tally):
             chunk.append(raw)
             if len(chunk) == _DECODE_CHUNK:
                 yield from decoded(chunk)
