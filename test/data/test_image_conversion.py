@@ -3,7 +3,8 @@
 import cv2
 import numpy as np
 import pytest
-from bombs import png_declaring
+from bombs import hostile_compressed, png_declaring
+from hypothesis import given, settings
 from sensor_msgs.msg import CompressedImage, Image
 
 from visual_anomaly.data.image_conversion import FrameError, compressed_to_bgr, image_to_array, image_to_bgr
@@ -138,3 +139,22 @@ def test_raw_frames_above_the_pixel_limit_are_refused():
     assert image_to_bgr(msg).shape == (4, 6, 3)
     with pytest.raises(FrameError, match='frame of 6x4 pixels, more than the 23 allowed'):
         image_to_array(msg, max_pixels=23)
+
+
+FUZZ_LIMIT = 1_000_000  # pixels: what a declared size may reach before decoding (kept small: fast examples)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile=hostile_compressed())
+def test_any_compressed_frame_decodes_within_the_limit_or_is_refused_in_one_sentence(hostile):
+    msg = CompressedImage(format=hostile[0])
+    msg.data = hostile[1]
+    try:
+        frame = compressed_to_bgr(msg, max_pixels=FUZZ_LIMIT)
+    except FrameError as error:
+        text = str(error)
+        assert text and '\n' not in text, text
+        assert not any(word in text for word in ('cv2', 'OpenCV', 'Traceback', 'PIL.')), text
+        return
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    assert 0 < frame.shape[0] * frame.shape[1] <= FUZZ_LIMIT

@@ -55,12 +55,14 @@ def calibrate_bag(
     batch_size: int = 256,
     progress: bool = True,
     memory: bool = False,
+    allow_partial: bool = False,
 ) -> Recalibration:
     """Re-calibrate bundle ``model`` (.pt or .onnx) at ``fpr`` on the camera frames of ``bag`` and write it to ``out``.
 
     ``out`` defaults to :func:`default_output`; it is never ``model`` itself. Raises ValueError when
     the bag holds fewer usable frames than ``fpr`` needs. ``memory`` (a ``.pt`` bundle only) also
-    learns the patrol memory from half of the bag's frames and calibrates on the other half.
+    learns the patrol memory from half of the bag's frames and calibrates on the other half. A damaged
+    bag is a ``BagError`` unless ``allow_partial``.
     """
     model, bag = Path(model), Path(bag)
     out = Path(out) if out is not None else default_output(model, bag)
@@ -73,7 +75,7 @@ def calibrate_bag(
         raise ValueError(f'{model}: learning a patrol memory needs the .pt bundle (export the result to .onnx after)')
     scorer = load_bundle(model, device)
     scorer.batch_size = batch_size
-    frames = read_bag_frames(bag, topic, image_size=scorer.image_size, progress=progress)
+    frames = read_bag_frames(bag, topic, image_size=scorer.image_size, progress=progress, allow_partial=allow_partial)
     if not len(frames):
         raise ValueError(f'{bag}: no usable frame on {frames.topic} ({len(frames.rejected)} rejected)')
     previous = scorer.calibration.thresholds.get(scorer.decision_score)
@@ -87,6 +89,7 @@ def calibrate_bag(
     scorer.calibrate(normal, fpr=fpr)
     threshold = scorer.calibration.thresholds[scorer.decision_score]
     note = {'bag': str(bag), 'topic': frames.topic, 'frames': len(normal), 'fpr': fpr, 'source_bundle': str(model)}
+    note['missing'] = frames.missing
     if memory:
         note['memory_frames'] = scorer.memory.size
         provenance = {**read_bundle_metadata(model).get('provenance', {}), 'recalibration': note}

@@ -26,6 +26,7 @@ from visual_anomaly.bags.io import (
     VECTOR_TYPE,
     BagFrames,
     DecodedFrame,
+    ReadTally,
     bag_storage,
     camera_connections,
     header_msg,
@@ -172,7 +173,7 @@ def write_overlays(
                 writer.add_connection(OVERLAY_TOPIC, IMAGE_TYPE, typestore=TYPESTORE),
                 writer.add_connection(ANOMALY_TOPIC, VECTOR_TYPE, typestore=TYPESTORE),
             )
-        decoded = iter_decoded(reader, connections, msgtype)
+        decoded = iter_decoded(reader, connections, msgtype, ReadTally.of(scored.path, connections, allow_partial=True))
         i = -1
         try:
             for item in tqdm(decoded, total=len(frames) + len(frames.rejected), desc='overlays', disable=not progress):
@@ -213,6 +214,7 @@ def _write_report(
         'message_type': frames.msgtype,
         'labels': labels,
         'rejected': len(frames.rejected),
+        'missing': frames.missing,
         'rejected_frames': [{'stamp_ns': stamp, 'reason': reason} for stamp, reason in frames.rejected[:100]],
         'duration_s': float(times_s[-1]),
     }
@@ -244,6 +246,7 @@ def evaluate_bag(
     video: str | os.PathLike | None = None,
     baselines: str | os.PathLike | None = None,
     progress: bool = True,
+    allow_partial: bool = False,
 ) -> dict:
     """Score every camera frame of a bag with a model bundle and write metrics, plots and report.md into ``out``.
 
@@ -251,9 +254,11 @@ def evaluate_bag(
     also receives ``timeline.png`` (score over time) and ``scores.csv`` (see :func:`write_scores_csv`).
     ``overlay_bag`` and ``video`` add annotated outputs (see ``visual_anomaly.bags``). The trivial
     baselines saved in ``baselines`` (default: ``baselines.npz`` beside the bundle, when its training run
-    wrote one) are scored on the same frames and reported beside the detector. Returns the
-    metrics with ``frames``, ``rejected`` (count), ``seconds`` (wall time of the whole evaluation)
-    and ``frames_per_second`` (detector throughput on the resized frames, decoding excluded).
+    wrote one) are scored on the same frames and reported beside the detector. A damaged bag (fewer
+    camera messages readable than its index lists) is a ``BagError`` unless ``allow_partial``. Returns the
+    metrics with ``frames``, ``rejected`` (count), ``missing`` (messages of a damaged bag), ``seconds``
+    (wall time of the whole evaluation) and ``frames_per_second`` (detector throughput on the resized
+    frames, decoding excluded).
     """
     started = time.perf_counter()
     bag_path, out = Path(bag_path), Path(out)
@@ -262,7 +267,9 @@ def evaluate_bag(
     if overlay_bag is not None and Path(overlay_bag).exists():
         raise FileExistsError(f'{overlay_bag} exists; give a path for a new bag folder')
     detector = load_bundle(bundle_path, device)
-    frames = read_bag_frames(bag_path, topic, image_size=detector.image_size, progress=progress)
+    frames = read_bag_frames(
+        bag_path, topic, image_size=detector.image_size, progress=progress, allow_partial=allow_partial
+    )
     if not len(frames):
         raise ValueError(f'{bag_path}: no usable frame on {frames.topic} ({len(frames.rejected)} rejected)')
     if labels_csv is not None:  # the user's own classes

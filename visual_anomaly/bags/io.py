@@ -57,6 +57,7 @@ class BagFrames:
     stamps: np.ndarray  # (N,) int64 header stamps, nanoseconds
     frames: np.ndarray  # (N, S, S, 3) uint8 RGB at the detector's input size S
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (header stamp ns, reason)
+    missing: int = 0  # messages the bag's index lists that could not be read (a damaged bag, allow_partial)
 
     def __len__(self) -> int:
         return len(self.stamps)
@@ -179,8 +180,39 @@ def camera_connections(reader: AnyReader, bag_path: Path, topic: str | None) -> 
 
 
 def message_count(connections: list) -> int:
-    """How many messages ``connections`` hold together."""
+    """How many messages ``connections`` hold together, by the bag's index."""
     return sum(c.msgcount for c in connections)
+
+
+@dataclass
+class ReadTally:
+    """The messages a bag's index lists on a topic against those read from it, so that a damaged bag
+    is never taken for a whole one: :meth:`finish` raises a :class:`BagError` when some are missing,
+    unless ``allow_partial``."""
+
+    bag_path: Path
+    topic: str
+    expected: int
+    allow_partial: bool = False
+    read: int = 0
+    stopped: str = ''  # why reading ended early, when it did
+
+    @classmethod
+    def of(cls, bag_path: Path, connections: list, allow_partial: bool = False) -> ReadTally:
+        return cls(bag_path, connections[0].topic, message_count(connections), allow_partial)
+
+    @property
+    def missing(self) -> int:
+        return max(self.expected - self.read, 0)
+
+    def describe(self) -> str:
+        """E.g. "its index lists 60 messages on /camera but 32 could be read (reading stopped: ...)"."""
+        stopped = f' (reading stopped: {self.stopped})' if self.stopped else ''
+        return f'its index lists {self.expected} messages on {self.topic} but {self.read} could be read{stopped}'
+
+    def finish(self) -> None:
+        if self.missing and not self.allow_partial:
+            raise BagError(f'{self.bag_path}: damaged bag, {self.describe()}; --allow-partial goes on with those')
 
 
 def _frame_view(msg: Any) -> SimpleNamespace:
@@ -195,14 +227,38 @@ def _frame_view(msg: Any) -> SimpleNamespace:
     )
 
 
+def raw_messages(reader: AnyReader, connections: list, tally: ReadTally) -> Iterator[tuple[Any, bytes]]:
+    """(connection, raw message) of ``connections`` in bag order, until the end or the first damaged
+    record (``tally.stopped`` then says what failed)."""
+    try:
+        for connection, _, raw in reader.messages(connections=connections):
+            yield connection, raw
+    except Exception as error:  # noqa: BLE001 - rosbags' parsers raise many types on damaged bytes
+        tally.stopped = f'{type(error).__name__}: {error}'
+
+
+def deserialized(reader: AnyReader, raw: bytes, msgtype: str) -> Any | None:
+    """The message, or None when its bytes are damaged."""
+    try:
+        return reader.deserialize(raw, msgtype)
+    except Exception:  # noqa: BLE001 - damaged bytes raise anything from the CDR parser
+        return None
+
+
 def iter_decoded(
-    reader: AnyReader, connections: list, msgtype: str, workers: int | None = None
+    reader: AnyReader, connections: list, msgtype: str, tally: ReadTally, workers: int | None = None
 ) -> Iterator[DecodedFrame]:
-    """Deserialize and decode the camera messages in bag order, a chunk at a time on a thread pool."""
+    """Deserialize and decode the camera messages in bag order, a chunk at a time on a thread pool.
+
+    Messages that cannot be deserialized, and those after a damaged record, are not yielded: ``tally``
+    counts what was read, and at the end raises unless it is everything the index lists.
+    """
     compressed = msgtype == COMPRESSED_TYPE
 
-    def decode(raw: bytes) -> DecodedFrame:
-        msg = reader.deserialize(raw, msgtype)
+    def decode(raw: bytes) -> DecodedFrame | None:
+        msg = deserialized(reader, raw, msgtype)
+        if msg is None:
+            return None  # counted as missing
         stamp = stamp_ns(msg.header)
         try:
             frame = compressed_to_bgr(msg) if compressed else image_to_bgr(_frame_view(msg))
@@ -211,30 +267,45 @@ def iter_decoded(
         data = bytes(msg.data) if compressed else None
         return DecodedFrame(stamp, msg.header, frame, None, data if data and data[:2] == JPEG_START else None)
 
+    def decoded(chunk: list[bytes]) -> Iterator[DecodedFrame]:
+        for item in pool.map(decode, chunk):
+            if item is not None:
+                tally.read += 1
+                yield item
+
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
         chunk: list[bytes] = []
-        for _, _, raw in reader.messages(connections=connections):
+        for _, raw in raw_messages(reader, connections, tally):
             chunk.append(raw)
             if len(chunk) == _DECODE_CHUNK:
-                yield from pool.map(decode, chunk)
+                yield from decoded(chunk)
                 chunk = []
-        yield from pool.map(decode, chunk)
+        yield from decoded(chunk)
+    tally.finish()
 
 
 def read_bag_frames(
-    bag_path: str | os.PathLike, topic: str | None = None, *, image_size: int = 64, progress: bool = True
+    bag_path: str | os.PathLike,
+    topic: str | None = None,
+    *,
+    image_size: int = 64,
+    progress: bool = True,
+    allow_partial: bool = False,
 ) -> BagFrames:
     """Every camera frame of ``bag_path`` resized to the detector's ``image_size`` RGB input, in bag order.
 
     Frames that cannot be converted (unsupported encoding, inconsistent size, undecodable bytes)
-    are skipped and listed in ``rejected`` with the reason.
+    are skipped and listed in ``rejected`` with the reason. A damaged bag, where fewer messages can be
+    read than its index lists, is a :class:`BagError`; with ``allow_partial`` a warning, and
+    ``missing`` says how many.
     """
     bag_path = Path(bag_path)
     with open_bag(bag_path) as reader:
         topic, msgtype, connections = camera_connections(reader, bag_path, topic)
         stamps, frames, rejected = [], [], []
-        decoded = iter_decoded(reader, connections, msgtype)
-        for item in tqdm(decoded, total=message_count(connections), desc=f'reading {topic}', disable=not progress):
+        tally = ReadTally.of(bag_path, connections, allow_partial)
+        decoded = iter_decoded(reader, connections, msgtype, tally)
+        for item in tqdm(decoded, total=tally.expected, desc=f'reading {topic}', disable=not progress):
             if item.frame is None:
                 rejected.append((item.stamp, item.error))
                 continue
@@ -242,12 +313,15 @@ def read_bag_frames(
             frames.append(resize_frame(item.frame, 'bgr', image_size))
     for stamp, reason in rejected:
         logger.warning('%s: skipping the frame stamped %d ns: %s', bag_path, stamp, reason)
+    if tally.missing:
+        logger.warning('%s: damaged bag, %s; going on with those', bag_path, tally.describe())
     return BagFrames(
         topic=topic,
         msgtype=msgtype,
         stamps=np.array(stamps, np.int64),
         frames=np.stack(frames) if frames else np.empty((0, image_size, image_size, 3), np.uint8),
         rejected=rejected,
+        missing=tally.missing,
     )
 
 

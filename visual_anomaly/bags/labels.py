@@ -12,7 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from visual_anomaly.bags.io import GROUND_TRUTH_TOPIC, VECTOR_TYPE, open_bag, stamp_ns, topic_connections
+from visual_anomaly.bags.io import (
+    GROUND_TRUTH_TOPIC,
+    VECTOR_TYPE,
+    ReadTally,
+    deserialized,
+    open_bag,
+    raw_messages,
+    stamp_ns,
+    topic_connections,
+)
 
 MAX_CLASS_CODE = 2**31 - 1
 ABSOLUTE_TIME_S = 1e8  # interval times at least this large are absolute bag times (auto time base)
@@ -32,9 +41,11 @@ def read_labels(bag_path: str | os.PathLike, stamps: np.ndarray, topic: str = GR
             connections = topic_connections(reader, bag_path, topic, (VECTOR_TYPE,), VECTOR_TYPE)
         except ValueError as error:
             raise ValueError(f'{error}. Without a ground-truth topic, label the frames with an intervals CSV') from None
-        for connection, _, raw in reader.messages(connections=connections):
-            msg = reader.deserialize(raw, connection.msgtype)
-            table[stamp_ns(msg.header)] = int(round(msg.vector.x))
+        tally = ReadTally.of(bag_path, connections, allow_partial=True)  # a damaged bag leaves frames unlabelled
+        for connection, raw in raw_messages(reader, connections, tally):
+            msg = deserialized(reader, raw, connection.msgtype)
+            if msg is not None:
+                table[stamp_ns(msg.header)] = int(round(msg.vector.x))
     stamps = np.asarray(stamps, np.int64)
     missing = [int(s) for s in stamps if int(s) not in table]
     if missing:

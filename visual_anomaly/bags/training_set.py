@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from visual_anomaly.bags.io import (
     JPEG_QUALITY,
     DecodedFrame,
+    ReadTally,
     camera_connections,
     iter_decoded,
-    message_count,
     open_bag,
 )
 from visual_anomaly.core import resize_frame
@@ -134,21 +134,26 @@ def _write_jpeg(path: Path, item: DecodedFrame) -> None:
         raise OSError(f'could not write {path}')
 
 
-def _read_thumbnails(bag_path: Path, topic: str | None, progress: bool) -> tuple[str, np.ndarray, np.ndarray, int]:
-    """The camera topic, the stamps and thumbnails of its readable frames, and how many messages it holds."""
+def _read_thumbnails(
+    bag_path: Path, topic: str | None, progress: bool, allow_partial: bool
+) -> tuple[str, np.ndarray, np.ndarray, ReadTally]:
+    """The camera topic, the stamps and thumbnails of its readable frames, and what was read of what the
+    bag's index lists (a damaged bag raises unless ``allow_partial``)."""
     stamps, thumbnails = [], []
     with open_bag(bag_path) as reader:
         topic, msgtype, connections = camera_connections(reader, bag_path, topic)
-        decoded = iter_decoded(reader, connections, msgtype)
-        total = message_count(connections)
-        for item in tqdm(decoded, total=total, desc=f'reading {topic}', disable=not progress):
+        tally = ReadTally.of(bag_path, connections, allow_partial)
+        decoded = iter_decoded(reader, connections, msgtype, tally)
+        for item in tqdm(decoded, total=tally.expected, desc=f'reading {topic}', disable=not progress):
             if item.frame is None:
                 logger.warning('%s: skipping the frame stamped %d ns: %s', bag_path, item.stamp, item.error)
                 continue
             stamps.append(item.stamp)
             thumbnails.append(thumbnail(item.frame))
     shape = (len(thumbnails), THUMBNAIL_SIZE * THUMBNAIL_SIZE)
-    return topic, np.array(stamps, np.int64), np.array(thumbnails, np.float32).reshape(shape), total
+    if tally.missing:
+        logger.warning('%s: damaged bag, %s; going on with those', bag_path, tally.describe())
+    return topic, np.array(stamps, np.int64), np.array(thumbnails, np.float32).reshape(shape), tally
 
 
 def _stage_frames(bag_path: Path, staging: Path, topic: str, kept: np.ndarray, progress: bool) -> None:
@@ -156,9 +161,11 @@ def _stage_frames(bag_path: Path, staging: Path, topic: str, kept: np.ndarray, p
     rank = {int(index): number for number, index in enumerate(kept)}
     with open_bag(bag_path) as reader:
         topic, msgtype, connections = camera_connections(reader, bag_path, topic)
-        decoded = (item for item in iter_decoded(reader, connections, msgtype) if item.frame is not None)
-        total = message_count(connections)
-        for index, item in enumerate(tqdm(decoded, total=total, desc='writing kept frames', disable=not progress)):
+        tally = ReadTally.of(bag_path, connections, allow_partial=True)  # what the first pass read, checked there
+        decoded = (item for item in iter_decoded(reader, connections, msgtype, tally) if item.frame is not None)
+        for index, item in enumerate(
+            tqdm(decoded, total=tally.expected, desc='writing kept frames', disable=not progress)
+        ):
             if index in rank:
                 _write_jpeg(staging / f'{rank[index]:06d}.jpg', item)
 
@@ -211,6 +218,7 @@ def bag_to_training_set(
     seed: int = 0,
     block_s: float = 30.0,
     progress: bool = True,
+    allow_partial: bool = False,
 ) -> Path:
     """Turn a recording of normal driving into a Hazards&Robots-layout training set under ``out_root``.
 
@@ -224,6 +232,8 @@ def bag_to_training_set(
     (``frame_NNNNNN.jpg``: the message's own JPEG bytes when it is a JPEG CompressedImage, else JPEG
     quality 95), ``metadata/{train,validation}_frames_envs.csv`` (frame, env 0, stamp_ns) and
     ``metadata/source.json`` with the settings, the change threshold used and the counts of REASONS.
+    A damaged bag (fewer camera messages readable than its index lists) is a ``BagError`` unless
+    ``allow_partial``; ``source.json`` then counts them as ``missing``.
     """
     if every_s < 0 or dedup_threshold < 0 or target_frames < 0 or block_s <= 0:
         raise ValueError('every_s, dedup_threshold and target_frames must be >= 0 and block_s > 0')
@@ -231,7 +241,8 @@ def bag_to_training_set(
         raise ValueError(f'validation_fraction must be in [0, 1), got {validation_fraction}')
     bag_path, out_root = Path(bag_path), Path(out_root)
     with _staging(out_root) as staging:
-        topic, readable, thumbnails, total = _read_thumbnails(bag_path, topic, progress)
+        topic, readable, thumbnails, tally = _read_thumbnails(bag_path, topic, progress, allow_partial)
+        total = tally.expected
         every_ns = round(every_s * 1e9)
         change = change_threshold_for(readable, thumbnails, every_ns, dedup_threshold, target_frames)
         reasons = select_frames(readable, thumbnails, every_ns, dedup_threshold, change)
@@ -255,7 +266,8 @@ def bag_to_training_set(
         'seed': seed,
     }
     counts = {name: int((reasons == code).sum()) for code, name in enumerate(REASONS)}
-    source = {'bag': str(bag_path), 'topic': topic, **settings, 'frames': total, 'rejected': total - len(readable)}
+    source = {'bag': str(bag_path), 'topic': topic, **settings, 'frames': total, 'missing': tally.missing}
+    source['rejected'] = tally.read - len(readable)
     source.update(counts, kept=len(kept), train=int((~validation).sum()), validation=int(validation.sum()))
     source['validation_segments_ns'] = segments
     (out_root / 'metadata' / 'source.json').write_text(json.dumps(source, indent=1))

@@ -34,6 +34,9 @@ from visual_anomaly.cli.common import Parser, run, subcommand
 CONVENTIONS_HINT = 'topics, stamps and label files: python -m pydoc visual_anomaly.bags'
 TOPIC_HELP = "camera topic (default: the bag's only Image/CompressedImage topic)"
 BAG_HELP = 'rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag'
+ALLOW_PARTIAL_HELP = (
+    "go on with a damaged bag's readable messages (default: fail when fewer can be read than its index lists)"
+)
 BASELINES_HELP = (
     'trivial baselines (PCA, per-pixel Gaussian, thumbnail kNN) to report beside the model '
     '(default: baselines.npz beside the bundle, written by visual-anomaly-train train)'
@@ -73,10 +76,12 @@ def evaluate(args: argparse.Namespace) -> None:
         video=args.video,
         baselines=args.baselines,
         progress=not args.quiet,
+        allow_partial=args.allow_partial,
     )
     print(format_summary(metrics))
     print(
-        f'{metrics["frames"]} frames scored ({metrics["rejected"]} rejected) on {metrics["topic"]}, '
+        f'{metrics["frames"]} frames scored ({metrics["rejected"]} rejected{_missing(metrics["missing"])}) on '
+        f'{metrics["topic"]}, '
         f'{metrics["frames_per_second"]:.0f} frames/s; metrics, plots and report.md in {args.out}'
     )
 
@@ -93,16 +98,21 @@ def to_training_set(args: argparse.Namespace) -> None:
         seed=args.seed,
         block_s=args.block_seconds,
         progress=not args.quiet,
+        allow_partial=args.allow_partial,
     )
     s = json.loads((root / 'metadata' / 'source.json').read_text())
     change = 'change rule off' if s['change_threshold'] is None else f'change >= {s["change_threshold"]:.2f}'
     print(
         f'kept {s["kept"]} of {s["frames"]} frames: {s["kept_by_change"]} by image change ({change}), '
         f'{s["kept_by_time"]} by time (every {s["every_s"]:g} s); dropped {s["dropped_as_similar"]} too similar, '
-        f'{s["dropped_as_duplicates"]} near-duplicates, {s["rejected"]} unreadable\n'
+        f'{s["dropped_as_duplicates"]} near-duplicates, {s["rejected"]} unreadable{_missing(s["missing"])}\n'
         f'{s["train"]} train, {s["validation"]} validation in {root}\n'
         f'next: visual-anomaly-train train --data {root} --no-outlier-exposure --out runs/{root.name}'
     )
+
+
+def _missing(count: int) -> str:
+    return f', {count} missing from the damaged bag' if count else ''
 
 
 def calibrate(args: argparse.Namespace) -> None:
@@ -116,6 +126,7 @@ def calibrate(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         progress=not args.quiet,
         memory=args.memory,
+        allow_partial=args.allow_partial,
     )
     before = f'{done.previous.value:.4f}' if done.previous is not None else 'none'
     learnt = f'patrol memory of {done.memory_frames} frames learnt; ' if done.memory_frames else ''
@@ -343,7 +354,10 @@ def _parser() -> argparse.ArgumentParser:
         _calibrate_parser,
     )
     for add in subcommands:
-        add(commands).add_argument('--quiet', action='store_true', help='no progress bars')
+        sub = add(commands)
+        sub.add_argument('--quiet', action='store_true', help='no progress bars')
+        if add in (_evaluate_parser, _to_training_set_parser, _calibrate_parser):
+            sub.add_argument('--allow-partial', action='store_true', help=ALLOW_PARTIAL_HELP)
     return parser
 
 

@@ -25,6 +25,17 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from .bundle_checks import (
+    CHECKSUM_KEY,
+    BundleError,
+    check_onnx_interface,
+    check_pieces_agree,
+    check_tensors,
+    checksum,
+    verify_checksum,
+)
 from .device import check_device_spec
 from .onnx_backend import OnnxModel, OnnxSession
 from .preprocessing import PreprocessingConfig
@@ -39,10 +50,6 @@ ONNX_FORMAT_KEY = 'visual_anomaly.format_version'  # metadata properties of an e
 ONNX_METADATA_KEY = 'visual_anomaly.metadata'
 
 logger = logging.getLogger(__name__)
-
-
-class BundleError(ValueError):
-    """A model bundle is missing, unreadable or not compatible; the message names the file."""
 
 
 def _metadata(detector: Detector, provenance: dict[str, Any] | None) -> dict[str, Any]:
@@ -90,6 +97,7 @@ def save_bundle(path: str | os.PathLike, detector: Detector, provenance: dict[st
         'oe_head': _tensors(detector.oe_head),
         'memory': _tensors(detector.memory),
     }
+    payload[CHECKSUM_KEY] = checksum(payload)
     return _write_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
@@ -110,53 +118,85 @@ def read_bundle_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_bundle(path: str | os.PathLike, device: str = 'auto', backend: str = 'auto') -> FrameScorer:
-    """Build a scorer from a bundle file; raises :class:`BundleError` on any problem.
+    """Build a scorer from a bundle file and score a blank frame with it; raises :class:`BundleError`
+    on any problem, the warm-up's included.
 
     A ``.pt`` bundle gives a :class:`Detector`: ``backend='auto'`` scores with ONNX Runtime on
     the CPU when it is installed (several times faster for these small networks), else with
     eager PyTorch. A ``.onnx`` bundle gives an :class:`OnnxModel` (CPU, onnxruntime only).
     """
     path = Path(path)
-    if path.suffix == '.onnx':
-        return _load_onnx(path, device, backend)
+    scorer = _load_onnx(path, device, backend) if path.suffix == '.onnx' else _load_pt(path, device, backend)
+    size = scorer.image_size
+    try:
+        scorer.detect_resized(np.zeros((1, size, size, 3), np.uint8))  # builds the backend now, not at frame 1
+    except Exception as error:  # noqa: BLE001 - onnxruntime and PyTorch raise their own types at run time
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise BundleError(f'{path}: the model fails on a blank frame ({reason})') from error
+    return scorer
+
+
+def _load_pt(path: Path, device: str, backend: str) -> FrameScorer:
     payload, metadata = _read_payload(path)
     from .detector import Detector
-    from .torch_model import AutoencoderConfig, ChangeClassifier, ConvAutoencoder, make_oe_head
 
     try:
-        autoencoder = ConvAutoencoder(AutoencoderConfig(**metadata['autoencoder']))
-        autoencoder.load_state_dict(payload['autoencoder'])
-        oe_head = None
-        if metadata['oe_head'] is not None:
-            head_metadata = dict(metadata['oe_head'])
-            reads, kind = head_metadata.pop('input', 'embedding'), head_metadata.pop('head', 'mlp')
-            dim = head_metadata['embedding_dim']
-            oe_head = ChangeClassifier(dim, kind) if reads == 'change' else make_oe_head(kind, dim)
-            oe_head.load_state_dict(payload['oe_head'])
-        calibration = Calibration.from_dict(metadata)
         preprocessing = PreprocessingConfig(**metadata['preprocessing'])
-        memory = _load_memory(payload, metadata, preprocessing)
+        autoencoder, oe_head, memory = _checked_modules(path, payload, metadata, preprocessing)
+        calibration = Calibration.from_dict(metadata)
         decision_score = metadata['decision_score']
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except BundleError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         raise BundleError(f'{path}: inconsistent model bundle ({error})') from error
     return Detector(
         autoencoder, preprocessing, oe_head, calibration, decision_score, device, backend=backend, memory=memory
     )
 
 
-def _load_memory(payload: dict[str, Any], metadata: dict[str, Any], preprocessing: PreprocessingConfig) -> Any:
-    """The bundle's :class:`~visual_anomaly.core.change.PatrolMemory`, or None (bundles without one)."""
-    if metadata.get('memory') is None:
-        return None
+def _checked_modules(
+    path: Path, payload: dict[str, Any], metadata: dict[str, Any], preprocessing: PreprocessingConfig
+) -> tuple[Any, Any, Any]:
+    """The autoencoder, OE head and patrol memory of a ``.pt`` payload, each built only once its
+    stored tensors are known to fit the metadata (:mod:`~visual_anomaly.core.bundle_checks`)."""
+    import torch
+
     from .change import MemoryConfig, PatrolMemory
     from .preprocessing import Preprocessor
+    from .torch_model import AutoencoderConfig, ChangeClassifier, ConvAutoencoder, make_oe_head
 
-    tensors = payload['memory']
-    memory = PatrolMemory(
-        tensors['frames'], Preprocessor(preprocessing).normalize_tensor, MemoryConfig(**metadata['memory'])
-    )
-    memory.load_state_dict(tensors)
-    return memory
+    memory = None
+    if metadata.get('memory') is not None:
+        tensors, config = payload['memory'], MemoryConfig(**metadata['memory'])
+        normalize = Preprocessor(preprocessing).normalize_tensor
+        frames = tensors.get('frames')
+        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else ()
+        check_tensors(
+            path,
+            'patrol memory',
+            lambda: PatrolMemory(torch.empty(shape, dtype=torch.uint8), normalize, config),
+            tensors,
+        )
+        memory = PatrolMemory(frames, normalize, config)
+        memory.load_state_dict(tensors)
+    check_pieces_agree(path, metadata, None if memory is None else memory.frames.shape[1])
+    config = AutoencoderConfig(**metadata['autoencoder'])
+    check_tensors(path, 'autoencoder', lambda: ConvAutoencoder(config), payload['autoencoder'])
+    autoencoder = ConvAutoencoder(config)
+    autoencoder.load_state_dict(payload['autoencoder'])
+    oe_head = None
+    if metadata['oe_head'] is not None:
+        head_metadata = dict(metadata['oe_head'])
+        reads, kind = head_metadata.pop('input', 'embedding'), head_metadata.pop('head', 'mlp')
+        dim = head_metadata['embedding_dim']
+
+        def build() -> Any:
+            return ChangeClassifier(dim, kind) if reads == 'change' else make_oe_head(kind, dim)
+
+        check_tensors(path, 'outlier-exposure head', build, payload['oe_head'])
+        oe_head = build()
+        oe_head.load_state_dict(payload['oe_head'])
+    return autoencoder, oe_head, memory
 
 
 def _load_onnx(path: Path, device: str, backend: str) -> OnnxModel:
@@ -166,10 +206,13 @@ def _load_onnx(path: Path, device: str, backend: str) -> OnnxModel:
         logger.warning('an .onnx bundle runs on the CPU; device %r ignored (use the .pt bundle on a GPU)', device)
     session, metadata = _read_onnx(path)
     try:
+        check_onnx_interface(path, session.session, metadata)
         calibration = Calibration.from_dict(metadata)
         preprocessing = PreprocessingConfig(**metadata['preprocessing'])
         return OnnxModel(session, preprocessing, calibration, metadata['decision_score'])
-    except (KeyError, TypeError, ValueError) as error:
+    except BundleError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise BundleError(f'{path}: inconsistent model bundle ({error})') from error
 
 
@@ -225,6 +268,12 @@ def _read_payload(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get('format') != BUNDLE_FORMAT:
         raise BundleError(f'{path}: not a visual_anomaly model bundle')
     _check_version(path, payload.get('format_version'))
+    if not verify_checksum(path, payload):
+        logger.warning(
+            '%s: no checksum to verify its weights against (saved by an older visual_anomaly); '
+            're-saving it, e.g. re-calibrating it, adds one',
+            path,
+        )
     try:
         metadata = json.loads(payload['metadata'])
     except (KeyError, TypeError, json.JSONDecodeError) as error:
@@ -264,6 +313,7 @@ def save_recalibrated(
 
         payload, metadata = _read_payload(source)
         payload = {**payload, 'metadata': updated(metadata)}
+        payload[CHECKSUM_KEY] = checksum(payload)
         return _write_atomically(out, lambda tmp: torch.save(payload, tmp))
     metadata = _read_onnx(source)[1]
     try:

@@ -69,7 +69,7 @@ class OnnxSession:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors reach the caller as exceptions, not as log lines
         self.session = onnxruntime.InferenceSession(model, options, providers=['CPUExecutionProvider'])
         self.output_names = [output.name for output in self.session.get_outputs()]
         self.properties: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)

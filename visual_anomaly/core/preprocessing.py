@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 COLOR_ORDERS = ('rgb', 'bgr', 'rgba', 'bgra', 'mono')
 NORMALIZATIONS = ('standardize', 'scale')
 STANDARDIZE_EPS = 1e-7
+MAX_IMAGE_SIZE = 4096  # model input side; larger is a corrupt bundle, not a model
 
 _TO_RGB = {
     'bgr': cv2.COLOR_BGR2RGB,
@@ -45,8 +46,8 @@ class PreprocessingConfig:
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}')
-        if self.image_size < 1:
-            raise ValueError(f'image_size must be positive, got {self.image_size}')
+        if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f'image_size must be between 1 and {MAX_IMAGE_SIZE}, got {self.image_size}')
 
     def to_dict(self) -> dict:
         return asdict(self)

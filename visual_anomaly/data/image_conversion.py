@@ -36,6 +36,9 @@ SUPPORTED_ENCODINGS = {
 MAX_SIDE = 16384  # larger declared sizes are treated as corrupt headers
 MAX_FRAME_PIXELS = 4096 * 4096  # the default limit on a frame's pixels (the node's max_frame_pixels)
 
+# OpenCV logs its own lines on an undecodable frame; the FrameError already says it, in one sentence
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 
 class FrameError(ValueError):
     """A frame that cannot be used; the message says why."""
@@ -139,6 +142,7 @@ def declared_size(data: bytes, fmt: str = '') -> tuple[int, int]:
     """(width, height) that compressed image ``data`` declares, read from its header alone (Pillow)."""
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # Pillow's notes on a corrupt header: the FrameError says it
             warnings.simplefilter('error', PIL.Image.DecompressionBombWarning)
             with PIL.Image.open(io.BytesIO(data)) as image:
                 return image.size

@@ -80,8 +80,6 @@ class DetectorNodeBase(CalibrationService):
                 f'{self._model_path}: the model has no threshold for its {detector.decision_score!r} score '
                 '(calibrate it on normal frames, or set the threshold parameter)'
             )
-        size = detector.image_size
-        detector.detect_resized(np.zeros((1, size, size, 3), np.uint8))  # build the backend now, not at frame 1
         self.detector = detector
         self._history: deque[bool] = deque(maxlen=p['smoothing_window'])
         self._pending = None
