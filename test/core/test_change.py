@@ -18,7 +18,14 @@ from visual_anomaly.core import (
     load_bundle,
     save_bundle,
 )
-from visual_anomaly.core.change import MemoryConfig, MemoryFitConfig, PatrolMemory, first_minimum, fit_memory
+from visual_anomaly.core.change import (
+    MemoryConfig,
+    MemoryFitConfig,
+    PatrolMemory,
+    first_minimum,
+    fit_memory,
+    opponent_colours,
+)
 
 SIDE = 64
 
@@ -75,15 +82,17 @@ def test_a_small_box_stands_out_where_it_is(memory, patrol):
 
 
 def test_difference_map_is_the_best_match_over_neighbours_and_shifts(memory, patrol):
-    """The fast comparison equals the definition: per pixel, the smallest channel-mean squared difference to
-    any neighbour shifted by up to ``shift`` (replicate padding), and the signed difference to that match."""
+    """The fast comparison equals the definition: per pixel, the smallest channel-mean squared difference (in
+    the comparison colour space) to any neighbour shifted by up to ``shift`` (replicate padding), and the
+    signed difference to that match."""
     frames = np.concatenate([patrol['normal'][:3], patrol['anomalous'][:3]])
     images = memory.normalize(torch.from_numpy(frames))
     with torch.inference_mode():
         indices = memory.nearest(images)
         best, residual = memory.difference_map(images, indices, residual=True)
         r = memory.config.shift
-        neighbours = memory.normalize(memory.frames[indices.flatten()])
+        images = memory.comparable(images)
+        neighbours = memory.comparable(memory.normalize(memory.frames[indices.flatten()]))
         padded = torch.nn.functional.pad(neighbours, (r, r, r, r), mode='replicate').view(
             len(frames), -1, 3, SIDE + 2 * r, SIDE + 2 * r
         )
@@ -123,10 +132,25 @@ def test_nearest_skips_excluded_frames(memory, patrol):
     assert not set(memory.nearest(images, excluded).flatten().tolist()) & {0, 1, 2}
 
 
+def test_opponent_colours_keep_distances_at_weight_one_and_scale_only_colour():
+    rng = np.random.default_rng(0)
+    a, b = torch.from_numpy(rng.normal(size=(2, 100, 3))).float()
+    plain = (opponent_colours(1.0) @ (a - b).T).square().sum(0)
+    torch.testing.assert_close(plain, (a - b).square().sum(1))
+    grey = torch.tensor([0.7, 0.7, 0.7])  # a brightness change has no colour: the weight leaves it alone
+    torch.testing.assert_close(opponent_colours(5.0) @ grey, opponent_colours(1.0) @ grey)
+    red = torch.tensor([1.0, 0.0, 0.0])
+    assert (opponent_colours(3.0) @ red)[1:].norm() == pytest.approx(3 * (opponent_colours(1.0) @ red)[1:].norm())
+    assert torch.equal(opponent_colours(None), torch.eye(3))
+
+
 def test_memory_config_rejects_absurd_values():
     for bad in ({'neighbours': 0}, {'shift': -1}, {'window': 4}):
         with pytest.raises(ValueError, match='memory needs'):
             MemoryConfig(**bad)
+    for weight in (0.0, -1.0, float('nan'), 1e6):
+        with pytest.raises(ValueError, match='chroma_weight'):
+            MemoryConfig(chroma_weight=weight)
     with pytest.raises(ValueError, match='cannot give 8 neighbours'):
         PatrolMemory(torch.zeros(3, SIDE, SIDE, 3, dtype=torch.uint8), Preprocessor().normalize_tensor)
 

@@ -19,7 +19,7 @@ import numpy as np
 from visual_anomaly.bags.io import read_bag_frames
 from visual_anomaly.core import FrameScorer, Threshold, load_bundle, read_bundle_metadata, save_bundle
 from visual_anomaly.core.bundle import check_recalibrated_path, save_recalibrated
-from visual_anomaly.core.change import MemoryConfig, MemoryFitConfig, fit_memory
+from visual_anomaly.core.change import MemoryFitConfig, fit_memory
 from visual_anomaly.core.thresholds import MIN_FRAMES_ABOVE, calibration_shortfall
 
 MEMORY_STRETCHES = 20  # a patrol is cut into this many stretches: even ones -> memory, odd ones -> calibration
@@ -108,7 +108,6 @@ def learn_memory(scorer: FrameScorer, frames: np.ndarray, stretches: int = MEMOR
     if not hasattr(scorer, 'set_memory'):
         raise ValueError('learning a patrol memory needs a .pt bundle')
     in_memory = (np.arange(len(frames)) * stretches // max(len(frames), 1)) % 2 == 0
-    config = scorer.memory.config if scorer.memory is not None else MemoryConfig()
-    fit = MemoryFitConfig(neighbours=config.neighbours, shift=config.shift, window=config.window)
+    fit = MemoryFitConfig() if scorer.memory is None else MemoryFitConfig(**scorer.memory.config.to_dict())
     scorer.set_memory(fit_memory(frames[in_memory], scorer.preprocessing, fit))
     return frames[~in_memory]

@@ -5,6 +5,9 @@ frames it took there before. :class:`PatrolMemory` keeps normal frames of the pa
 the bundle) and, for every new frame:
 
 1. finds the ``neighbours`` memory frames whose 16x16 thumbnails are closest to the frame's;
+   frames are compared in an opponent colour space (brightness, red-green, yellow-blue) whose
+   two colour axes count ``chroma_weight`` times: floors and walls mostly vary in brightness,
+   while a puddle, a sheet of paper or an open door also changes the colour;
 2. takes, per pixel, the smallest squared difference to any of those frames shifted by up to
    ``shift`` pixels each way (a pixel is changed only when no nearby pixel of any similar
    frame explains it, which absorbs pose jitter and parallax);
@@ -50,17 +53,39 @@ def first_minimum(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values[:, 0], index[:, 0]
 
 
+def opponent_colours(chroma_weight: float | None) -> torch.Tensor:
+    """(3, 3) map from normalized RGB to orthonormal opponent axes (brightness, red-green, yellow-blue),
+    the two colour axes scaled by ``chroma_weight``; None gives the identity (RGB as it is)."""
+    if chroma_weight is None:
+        return torch.eye(3)
+    w = chroma_weight
+    return torch.tensor(
+        [
+            [3**-0.5, 3**-0.5, 3**-0.5],
+            [w * 2**-0.5, -w * 2**-0.5, 0.0],
+            [w * 6**-0.5, w * 6**-0.5, -2.0 * w * 6**-0.5],
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class MemoryConfig:
-    """How :class:`PatrolMemory` compares a frame with its memory; stored in the bundle."""
+    """How :class:`PatrolMemory` compares a frame with its memory; stored in the bundle.
+
+    ``chroma_weight`` None compares the normalized RGB channels as they are (bundles written before
+    the opponent colour space was introduced).
+    """
 
     neighbours: int = 8
     shift: int = 2
     window: int = 5
+    chroma_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.neighbours < 1 or self.shift < 0 or self.window < 1 or self.window % 2 == 0:
             raise ValueError(f'memory needs neighbours >= 1, shift >= 0 and an odd window >= 1, got {self}')
+        if self.chroma_weight is not None and not 0.0 < self.chroma_weight <= 100.0:
+            raise ValueError(f'memory chroma_weight must be in (0, 100] or None, got {self.chroma_weight!r}')
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,7 +112,9 @@ class PatrolMemory(torch.nn.Module):
         self.normalize = normalize
         side = frames.shape[1]
         self.register_buffer('frames', frames.contiguous())
-        thumbnails = self.thumbnails(normalize(frames))
+        transform = opponent_colours(self.config.chroma_weight)[:, :, None, None]
+        self.register_buffer('colour_transform', transform, persistent=False)
+        thumbnails = self.thumbnails(self.comparable(normalize(frames)))
         self.register_buffer('memory_thumbnails', thumbnails, persistent=False)
         self.register_buffer('memory_norms', thumbnails.square().sum(dim=1), persistent=False)
         self.register_buffer('pixel_mean', torch.zeros(side, side))
@@ -99,6 +126,10 @@ class PatrolMemory(torch.nn.Module):
         """Number of frames in the memory."""
         return len(self.frames)
 
+    def comparable(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalized images in the colour space frames are compared in."""
+        return functional.conv2d(images, self.colour_transform)
+
     @staticmethod
     def thumbnails(images: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) normalized images -> (N, 3 * 16 * 16) area-averaged thumbnails."""
@@ -107,7 +138,7 @@ class PatrolMemory(torch.nn.Module):
     def nearest(self, images: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
         """(N, neighbours) indices of the memory frames closest to ``images``; ``excluded`` (N, M) bool
         masks memory frames out (for statistics on frames that are themselves in the memory)."""
-        queries = self.thumbnails(images)
+        queries = self.thumbnails(self.comparable(images))
         distances = self.memory_norms - 2.0 * queries @ self.memory_thumbnails.T  # + |q|^2, same for every j
         if excluded is not None:
             distances = distances.masked_fill(excluded, float('inf'))
@@ -117,7 +148,8 @@ class PatrolMemory(torch.nn.Module):
         self, images: torch.Tensor, indices: torch.Tensor, residual: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(N, S, S) smallest squared difference of each pixel to the ``indices`` frames, shifts included,
-        and with ``residual`` the (N, 3, S, S) signed difference to that best-matching pixel (else None).
+        and with ``residual`` the (N, 3, S, S) signed difference to that best-matching pixel (else None),
+        both in the comparison colour space.
 
         One shift at a time, all K neighbours together, keeping each neighbour's best error and shift
         so far (a few cache-sized, element-wise operations per shift), then the best neighbour; the
@@ -128,7 +160,8 @@ class PatrolMemory(torch.nn.Module):
         count, _, side, _ = images.shape
         k, r = indices.shape[1], self.config.shift
         padded_side = side + 2 * r
-        neighbours = self.normalize(self.frames[indices.flatten()])
+        images = self.comparable(images)
+        neighbours = self.comparable(self.normalize(self.frames[indices.flatten()]))
         padded = functional.pad(neighbours, (r, r, r, r), mode='replicate')
         padded = padded.view(count, k, 3, padded_side, padded_side)
         offsets = [(dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
@@ -207,12 +240,13 @@ class MemoryFitConfig:
     neighbours: int = 8
     shift: int = 2
     window: int = 5
+    chroma_weight: float | None = 3.0  # None: compare RGB as it is
     statistics_frames: int = 1200  # training frames the per-pixel statistics are fitted on
     exclude_steps: int = 2  # a frame is compared without the memory frames this close to it (in memory steps)
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        self.memory_config()  # validates neighbours, shift, window
+        self.memory_config()  # validates neighbours, shift, window, chroma_weight
         if self.frames < self.neighbours or self.statistics_frames < 2 or self.exclude_steps < 0 or self.batch_size < 1:
             raise ValueError(
                 f'memory needs frames >= neighbours, statistics_frames >= 2, exclude_steps >= 0 and '
@@ -220,7 +254,7 @@ class MemoryFitConfig:
             )
 
     def memory_config(self) -> MemoryConfig:
-        return MemoryConfig(self.neighbours, self.shift, self.window)
+        return MemoryConfig(self.neighbours, self.shift, self.window, self.chroma_weight)
 
 
 def evenly_spaced(count: int, keep: int) -> np.ndarray:
