@@ -97,6 +97,19 @@ def write_scores_csv(path: Path, scored: ScoredBag) -> Path:
     return path
 
 
+def read_scores_csv(path: Path) -> dict[str, np.ndarray]:
+    """The columns of a :func:`write_scores_csv` file: ``stamp_ns``, ``label`` and ``is_anomaly`` as integers,
+    ``time_s``, ``score`` and every score kind as the float64 values written (repr round-trips exactly)."""
+    with path.open(newline='') as handle:
+        rows = list(csv.reader(handle))
+    header, values = rows[0], np.array(rows[1:], dtype=object).reshape(len(rows) - 1, len(rows[0]))
+    integers = ('stamp_ns', 'label', 'is_anomaly')
+    return {
+        name: values[:, column].astype(np.int64 if name in integers else np.float64)
+        for column, name in enumerate(header)
+    }
+
+
 def _frame_rate(stamps: np.ndarray) -> float:
     gaps = np.diff(stamps)
     gaps = gaps[gaps > 0]
