@@ -164,15 +164,14 @@ def test_fleet_calibration_and_training_sets_equal_each_bag_alone(patrol, fleet,
     assert (sets / 'south' / 'metadata' / 'source.json').is_file()
 
 
-def test_many_bags_without_ray_is_one_sentence_and_one_bag_still_works(world, bags, fleet, tmp_path, without_ray):
+def test_many_bags_without_ray_is_one_sentence_and_one_bag_still_works(world, patrol, fleet, tmp_path, without_ray):
     run = [sys.executable, '-c', 'import sys; from visual_anomaly.cli.bag import main; sys.exit(main(sys.argv[1:]))']
+    env = {**os.environ, **without_ray}
     many = [*run, 'evaluate', str(world['bundle']), str(fleet['root']), '--out', str(tmp_path / 'many'), '--quiet']
-    done = subprocess.run(many, env={**os.environ, **without_ray}, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(many, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and 'Ray, which is not installed' in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    one = [*run, 'evaluate', str(world['bundle']), str(bags()), '--out', str(tmp_path / 'one'), '--quiet']
-    done = subprocess.run(
-        [*one, '--device', 'cpu'], env={**os.environ, **without_ray}, capture_output=True, text=True, timeout=120
-    )
+    one = [*run, 'to-training-set', str(patrol['bag']), str(tmp_path / 'one'), '--quiet']
+    done = subprocess.run(one, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / 'one' / 'scores.csv').is_file()
+    assert (tmp_path / 'one' / 'metadata' / 'source.json').is_file()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -171,6 +172,15 @@ def run_guarded(job: Callable[..., Any], *args: Any) -> tuple[Any, str | None, f
         )
 
 
+def require_ray() -> ModuleType:
+    """The ``ray`` module, or a RuntimeError saying how to install it."""
+    try:
+        import ray
+    except ImportError as error:
+        raise RuntimeError(RAY_MISSING) from error
+    return ray
+
+
 class Fleet:
     """Ray for the length of a ``with`` block: a local instance of ``workers`` CPUs, or the cluster at ``address``.
 
@@ -184,11 +194,7 @@ class Fleet:
         self._started = False
 
     def __enter__(self) -> Fleet:
-        try:
-            import ray
-        except ImportError as error:
-            raise RuntimeError(RAY_MISSING) from error
-        self.ray = ray
+        self.ray = ray = require_ray()
         if not ray.is_initialized():
             options = {'address': self.address} if self.address else {'num_cpus': self.workers}
             ray.init(**options, include_dashboard=False, log_to_driver=False, logging_level='ERROR')
@@ -201,7 +207,7 @@ class Fleet:
             self.ray.shutdown()
 
     def share(self, value: Any) -> Any:
-        """``value`` in the object store once; give the reference to :meth:`map` as an argument of a call (not inside one), in place of the value."""
+        """``value`` in the object store once: its reference, for :meth:`map`, as an argument of a call."""
         return self.ray.put(value)
 
     def map(self, job: Callable[..., Any], calls: Sequence[tuple[str, tuple]], desc: str = 'bags') -> list[Outcome]:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from visual_anomaly.bags.fleet import find_bags
+from visual_anomaly.bags.fleet import find_bags, require_ray
 
 FLEET_HELP = (
     'several bags, or folders of bags, run in parallel on Ray (pip install ray): an embedded local instance of '
@@ -41,6 +41,7 @@ def _failures(rows: list[tuple[str, str | None]]) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    require_ray()  # before anything is read
     from visual_anomaly.bags.fleet_evaluate import evaluate_fleet  # matplotlib, sklearn: only when needed
     from visual_anomaly.bags.fleet_report import write_fleet_report
 
@@ -68,14 +69,12 @@ def evaluate(args: argparse.Namespace) -> int:
             f'worst bag {metrics["worst_bags"][0]}'
         )
     print(f'fleet report in {Path(args.out) / "report.md"}, each bag in {Path(args.out) / "bags"}')
-    return _failures([(f'{o.name} ({model})', o.error) for model, o in _runs(fleet)])
-
-
-def _runs(fleet) -> list:
-    return [(fleet.model, o) for o in fleet.outcomes] + [(fleet.compare, o) for o in fleet.compared or ()]
+    runs = [(fleet.model, o) for o in fleet.outcomes] + [(fleet.compare, o) for o in fleet.compared or ()]
+    return _failures([(f'{o.name} ({model})', o.error) for model, o in runs])
 
 
 def calibrate(args: argparse.Namespace) -> int:
+    require_ray()  # before anything is read
     from visual_anomaly.bags.fleet_batch import calibrate_fleet
 
     if args.out is None:
@@ -101,6 +100,7 @@ def calibrate(args: argparse.Namespace) -> int:
 
 
 def to_training_set(args: argparse.Namespace) -> int:
+    require_ray()  # before anything is read
     from visual_anomaly.bags.fleet_batch import training_sets_fleet
 
     rows = training_sets_fleet(
