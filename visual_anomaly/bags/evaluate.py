@@ -257,6 +257,7 @@ def evaluate_bag(
     video: str | os.PathLike | None = None,
     baselines: str | os.PathLike | None = None,
     progress: bool = True,
+    scorer: FrameScorer | None = None,
 ) -> dict:
     """Score every camera frame of a bag with a model bundle and write metrics, plots and report.md into ``out``.
 
@@ -266,7 +267,8 @@ def evaluate_bag(
     baselines saved in ``baselines`` (default: ``baselines.npz`` beside the bundle, when its training run
     wrote one) are scored on the same frames and reported beside the detector. Returns the
     metrics with ``frames``, ``rejected`` (count), ``seconds`` (wall time of the whole evaluation)
-    and ``frames_per_second`` (detector throughput on the resized frames, decoding excluded).
+    and ``frames_per_second`` (detector throughput on the resized frames, decoding excluded). ``scorer``, the
+    bundle already loaded (for ``device``), saves loading it again for every bag of a fleet.
     """
     started = time.perf_counter()
     bag_path, out = Path(bag_path), Path(out)
@@ -274,7 +276,7 @@ def evaluate_bag(
         raise ValueError(f'batch_size must be >= 1, got {batch_size}')
     if overlay_bag is not None and Path(overlay_bag).exists():
         raise FileExistsError(f'{overlay_bag} exists; give a path for a new bag folder')
-    detector = load_bundle(bundle_path, device)
+    detector = load_bundle(bundle_path, device) if scorer is None else scorer
     frames = read_bag_frames(bag_path, topic, image_size=detector.image_size, progress=progress)
     if not len(frames):
         raise ValueError(f'{bag_path}: no usable frame on {frames.topic} ({len(frames.rejected)} rejected)')

@@ -16,8 +16,10 @@ import numpy as np
 
 from visual_anomaly.bags.evaluate import evaluate_bag, read_scores_csv
 from visual_anomaly.bags.fleet import Fleet, ModelFiles, Outcome, bag_names
+from visual_anomaly.core import FrameScorer, load_bundle
 
 BAGS_FOLDER, COMPARE_FOLDER = 'bags', 'compare'
+_SCORERS: dict[tuple[Path, str], FrameScorer] = {}  # loaded bundles of this process, by (file, device)
 
 
 @dataclass
@@ -37,10 +39,21 @@ class BagEvaluation:
 def evaluate_one(
     model: ModelFiles, bag: Path, out: Path, topic: str | None, device: str, batch_size: int
 ) -> BagEvaluation:
-    """The single-bag evaluation of ``bag`` into ``out``, on this worker, with the shipped ``model``."""
+    """The single-bag evaluation of ``bag`` into ``out``, on this worker, with the shipped ``model`` (loaded once
+    per worker process: loading, with its ONNX export, costs seconds)."""
     bundle, baselines = model.local()
+    if (bundle, device) not in _SCORERS:
+        _SCORERS[bundle, device] = load_bundle(bundle, device)
     metrics = evaluate_bag(
-        bundle, bag, out, topic=topic, device=device, batch_size=batch_size, baselines=baselines, progress=False
+        bundle,
+        bag,
+        out,
+        topic=topic,
+        device=device,
+        batch_size=batch_size,
+        baselines=baselines,
+        progress=False,
+        scorer=_SCORERS[bundle, device],
     )
     return BagEvaluation(metrics, read_scores_csv(out / 'scores.csv'))
 
