@@ -164,12 +164,13 @@ def run_guarded(job: Callable[..., Any], *args: Any) -> tuple[Any, str | None, f
     try:
         return job(*args), None, time.perf_counter() - started
     except Exception as error:  # noqa: BLE001  (a bag's failure is reported, the others go on)
-        reason = str(error) if isinstance(error, ValueError | OSError | RuntimeError) else repr(error)
-        return (
-            None,
-            reason.strip().splitlines()[0] if reason.strip() else type(error).__name__,
-            time.perf_counter() - started,
-        )
+        return None, failure_reason(error), time.perf_counter() - started
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line: a user error's own sentence (it names the file), anything else with its type."""
+    text = str(error) if isinstance(error, ValueError | OSError | RuntimeError) else repr(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def require_ray() -> ModuleType:
@@ -224,7 +225,7 @@ class Fleet:
                 try:
                     value, error, seconds = self.ray.get(done[0])
                 except self.ray.exceptions.RayError as failure:  # the worker itself died
-                    value, error, seconds = None, f'the Ray worker failed: {str(failure).strip().splitlines()[0]}', 0.0
+                    value, error, seconds = None, f'the Ray worker failed: {failure_reason(failure)}', 0.0
                 outcomes[index] = Outcome(calls[index][0], value, error, seconds)
                 bar.update()
                 bar.set_postfix(failed=sum(o is not None and o.error is not None for o in outcomes))
