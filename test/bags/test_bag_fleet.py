@@ -66,7 +66,7 @@ def fleet(world, bags, tmp_path_factory):
     return {'root': root, 'good': ['robot1/a', 'robot1/b', 'robot2/c'], 'other': save_bundle(root / 'other.pt', other)}
 
 
-def test_bags_are_found_named_and_given_a_robot(fleet, tmp_path):
+def test_bags_are_found_named_and_given_a_robot(fleet, tmp_path, capsys):
     root = fleet['root']
     found = find_bags([root / 'robot2', root / 'robot1', root / 'robot1' / 'a'])
     assert [path.relative_to(root).as_posix() for path in found] == [
@@ -79,6 +79,15 @@ def test_bags_are_found_named_and_given_a_robot(fleet, tmp_path):
     assert robot_of('x/a', '/robot7/camera/image_raw/compressed') == 'robot7'
     assert robot_of('a', '/camera/image_raw') == '-'
     (tmp_path / 'empty').mkdir()
+    model, good = str(fleet['other']), [str(root / name) for name in fleet['good']]
+    assert main(['evaluate', model, *good, '--out', str(tmp_path / 'e'), '--labels', 'x.csv']) == 2
+    assert main(['calibrate', model, *good]) == 2
+    assert main(['evaluate', model, str(tmp_path / 'empty'), '--out', str(tmp_path / 'e')]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0].endswith('--labels: for one bag only; give one bag, or several without these options')
+    assert errors[1].endswith('several bags need --out FOLDER (a calibrated bundle per bag goes into it)')
+    assert errors[2].endswith('empty: no bag in this folder (rosbag2 folders with metadata.yaml, or ROS 1 .bag files)')
+    assert len(errors) == 3
     with pytest.raises(ValueError, match='empty: no bag in this folder'):
         find_bags([tmp_path / 'empty'])
     with pytest.raises(FileNotFoundError, match='no bag or folder at'):

@@ -193,7 +193,7 @@ def _notes(metrics: Mapping) -> list[str]:
     worst = [by_name[name] for name in metrics['worst_bags']]
     lines = [
         f'{metrics["bags"]} bags, {metrics["frames"]} frames ({metrics["anomalous_frames"]} anomalous, '
-        f'{metrics["rejected"]} rejected), model `{metrics["model"]}`; {len(metrics["failed"])} bag runs failed.',
+        f'{metrics["rejected"]} rejected), model `{metrics["model"]}`; failed runs: {len(metrics["failed"])}.',
     ]
     lines += [f'- FAILED `{f["bag"]}` ({f["model"]}): {f["reason"]}' for f in metrics['failed']]
     columns = ('bag', 'robot', 'frames', 'wrong_frames', 'wrong_rate', 'roc_auc', 'f1', 'false_positive_rate')

@@ -30,7 +30,7 @@ def fleet_arguments(sub: argparse.ArgumentParser) -> None:
 def _refuse(args: argparse.Namespace, options: tuple[str, ...]) -> None:
     given = [f'--{name.replace("_", "-")}' for name in options if getattr(args, name, None) is not None]
     if given:
-        raise ValueError(f'{" and ".join(given)} take one bag; give one bag or leave them out')
+        raise ValueError(f'{", ".join(given)}: for one bag only; give one bag, or several without these options')
 
 
 def _failures(rows: list[tuple[str, str | None]]) -> int:
