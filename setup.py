@@ -25,7 +25,8 @@ setup(
     # Runtime dependencies come from rosdep (package.xml) on robots and from requirements.txt
     # elsewhere; listing them here would make ROS entry points demand pip distributions.
     install_requires=['setuptools'],
-    extras_require={'test': ['pytest', 'hypothesis', 'catkin_pkg']},
+    # 'fleet': many bags at once on Ray (visual-anomaly-bag evaluate MODEL FOLDER...); never needed on a robot.
+    extras_require={'test': ['pytest', 'hypothesis', 'catkin_pkg'], 'fleet': ['ray']},
     zip_safe=True,
     maintainer='visual_anomaly maintainers',
     maintainer_email='maintainers@visual-anomaly.dev',

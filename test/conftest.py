@@ -51,3 +51,9 @@ def without_pytorch(tmp_path_factory) -> dict[str, str]:
 def without_training_stack(tmp_path_factory) -> dict[str, str]:
     """Environment for a subprocess without PyTorch and scikit-learn: what a robot scoring ``.onnx`` needs."""
     return _hiding(tmp_path_factory.mktemp('no_training_stack'), ('torch', 'sklearn'))
+
+
+@pytest.fixture(scope='session')
+def without_ray(tmp_path_factory) -> dict[str, str]:
+    """Environment for a subprocess in which ``import ray`` fails, as on a robot (Ray is an off-robot extra)."""
+    return _hiding(tmp_path_factory.mktemp('no_ray'), ('ray',))

@@ -170,7 +170,7 @@ ROSDEP_KEYS = {
     'tqdm': 'python3-tqdm',
     'matplotlib': 'python3-matplotlib',
 }
-PIP_ONLY = {'rosbags', 'onnx', 'onnxruntime'}  # optional, from pip (see the comment in package.xml)
+PIP_ONLY = {'rosbags', 'onnx', 'onnxruntime', 'ray'}  # optional, from pip (see the comment in package.xml)
 OURS = {'visual_anomaly', 'training'}
 
 

@@ -4,7 +4,9 @@ Modules: :mod:`~visual_anomaly.bags.io` (reading and writing bags, topics, messa
 :mod:`~visual_anomaly.bags.labels` (ground truth per frame), :mod:`~visual_anomaly.bags.convert`
 (dataset -> bag), :mod:`~visual_anomaly.bags.evaluate` (offline scoring, overlays),
 :mod:`~visual_anomaly.bags.training_set` (patrol -> training set) and
-:mod:`~visual_anomaly.bags.calibrate` (a model's threshold set on a normal patrol). The command line is
+:mod:`~visual_anomaly.bags.calibrate` (a model's threshold set on a normal patrol); many bags at once on Ray:
+:mod:`~visual_anomaly.bags.fleet` (finding bags, running them), :mod:`~visual_anomaly.bags.fleet_evaluate`,
+:mod:`~visual_anomaly.bags.fleet_report` and :mod:`~visual_anomaly.bags.fleet_batch`. The command line is
 ``visual-anomaly-bag``.
 
 Bags are read and written with the pure-Python ``rosbags`` library, in rosbag2 format version 9

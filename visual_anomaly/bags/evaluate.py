@@ -98,6 +98,19 @@ def write_scores_csv(path: Path, scored: ScoredBag) -> Path:
     return path
 
 
+def read_scores_csv(path: Path) -> dict[str, np.ndarray]:
+    """The columns of a :func:`write_scores_csv` file: ``stamp_ns``, ``label`` and ``is_anomaly`` as integers,
+    ``time_s``, ``score`` and every score kind as the float64 values written (repr round-trips exactly)."""
+    with path.open(newline='') as handle:
+        rows = list(csv.reader(handle))
+    header, values = rows[0], np.array(rows[1:], dtype=object).reshape(len(rows) - 1, len(rows[0]))
+    integers = ('stamp_ns', 'label', 'is_anomaly')
+    return {
+        name: values[:, column].astype(np.int64 if name in integers else np.float64)
+        for column, name in enumerate(header)
+    }
+
+
 def _frame_rate(stamps: np.ndarray) -> float:
     gaps = np.diff(stamps)
     gaps = gaps[gaps > 0]
@@ -247,6 +260,7 @@ def evaluate_bag(
     baselines: str | os.PathLike | None = None,
     progress: bool = True,
     allow_partial: bool = False,
+    scorer: FrameScorer | None = None,
 ) -> dict:
     """Score every camera frame of a bag with a model bundle and write metrics, plots and report.md into ``out``.
 
@@ -258,7 +272,8 @@ def evaluate_bag(
     camera messages readable than its index lists) is a ``BagError`` unless ``allow_partial``. Returns the
     metrics with ``frames``, ``rejected`` (count), ``missing`` (messages of a damaged bag), ``seconds``
     (wall time of the whole evaluation) and ``frames_per_second`` (detector throughput on the resized
-    frames, decoding excluded).
+    frames, decoding excluded). ``scorer``, the bundle already loaded (for ``device``), saves loading it
+    again for every bag of a fleet.
     """
     started = time.perf_counter()
     bag_path, out = Path(bag_path), Path(out)
@@ -266,7 +281,7 @@ def evaluate_bag(
         raise ValueError(f'batch_size must be >= 1, got {batch_size}')
     if overlay_bag is not None and Path(overlay_bag).exists():
         raise FileExistsError(f'{overlay_bag} exists; give a path for a new bag folder')
-    detector = load_bundle(bundle_path, device)
+    detector = load_bundle(bundle_path, device) if scorer is None else scorer
     frames = read_bag_frames(
         bag_path, topic, image_size=detector.image_size, progress=progress, allow_partial=allow_partial
     )

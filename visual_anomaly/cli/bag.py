@@ -5,6 +5,7 @@
     visual-anomaly-bag replay runs/test_bag --out runs/live --rate 2                 # through the node over DDS
     visual-anomaly-bag to-training-set patrol_bag data/my_building                # one normal patrol -> training set
     visual-anomaly-bag calibrate models/default.pt patrol_bag --fpr 0.01          # new building's threshold
+    visual-anomaly-bag evaluate models/default.pt fleet/ --out runs/fleet --compare runs/new/model.pt  # many bags, Ray
     visual-anomaly-train train --data data/my_building --no-outlier-exposure --out runs/my_building
 
 Topics, stamps and label files follow the conventions of the ``visual_anomaly.bags`` package.
@@ -20,6 +21,7 @@ from pathlib import Path
 from visual_anomaly.bags.calibrate import calibrate_bag
 from visual_anomaly.bags.convert import dataset_to_bag
 from visual_anomaly.bags.evaluate import evaluate_bag
+from visual_anomaly.bags.fleet import single_bag
 from visual_anomaly.bags.io import (
     ANOMALY_TOPIC,
     CAMERA_TOPIC,
@@ -29,11 +31,13 @@ from visual_anomaly.bags.io import (
     STORAGES,
 )
 from visual_anomaly.bags.training_set import bag_to_training_set
+from visual_anomaly.cli import bag_fleet
 from visual_anomaly.cli.common import Parser, run, subcommand
 
 CONVENTIONS_HINT = 'topics, stamps and label files: python -m pydoc visual_anomaly.bags'
 TOPIC_HELP = "camera topic (default: the bag's only Image/CompressedImage topic)"
 BAG_HELP = 'rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag'
+BAGS_HELP = f'{BAG_HELP}; or several, or folders of them (run on Ray, see "many bags")'
 ALLOW_PARTIAL_HELP = (
     "go on with a damaged bag's readable messages (default: fail when fewer can be read than its index lists)"
 )
@@ -61,12 +65,14 @@ def from_dataset(args: argparse.Namespace) -> None:
     print(f'wrote {bag}')
 
 
-def evaluate(args: argparse.Namespace) -> None:
+def evaluate(args: argparse.Namespace) -> int | None:
     from visual_anomaly.evaluation.frames import format_summary  # matplotlib and sklearn: only when needed
 
+    if (bag := single_bag(args.bags)) is None or args.compare is not None:
+        return bag_fleet.evaluate(args)
     metrics = evaluate_bag(
         args.bundle,
-        args.bag,
+        bag,
         args.out,
         topic=args.topic,
         labels_csv=args.labels,
@@ -86,9 +92,11 @@ def evaluate(args: argparse.Namespace) -> None:
     )
 
 
-def to_training_set(args: argparse.Namespace) -> None:
+def to_training_set(args: argparse.Namespace) -> int | None:
+    if (bag := single_bag(args.bags)) is None:
+        return bag_fleet.to_training_set(args)
     root = bag_to_training_set(
-        args.bag,
+        bag,
         args.out,
         topic=args.topic,
         every_s=args.every,
@@ -115,10 +123,12 @@ def _missing(count: int) -> str:
     return f', {count} missing from the damaged bag' if count else ''
 
 
-def calibrate(args: argparse.Namespace) -> None:
+def calibrate(args: argparse.Namespace) -> int | None:
+    if (bag := single_bag(args.bags)) is None:
+        return bag_fleet.calibrate(args)
     done = calibrate_bag(
         args.model,
-        args.bag,
+        bag,
         args.out,
         fpr=args.fpr,
         topic=args.topic,
@@ -201,7 +211,7 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
         f'score over time and scores.csv in --out. Labels come from {GROUND_TRUTH_TOPIC} or from --labels.',
     )
     sub.add_argument('bundle', type=Path, help='model bundle (.pt), e.g. models/default.pt')
-    sub.add_argument('bag', type=Path, help=BAG_HELP)
+    sub.add_argument('bags', nargs='+', type=Path, metavar='BAG', help=BAGS_HELP)
     sub.add_argument('--out', type=Path, required=True, help='folder for metrics, plots and report.md')
     sub.add_argument('--topic', help=TOPIC_HELP)
     sub.add_argument(
@@ -215,6 +225,10 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentP
     sub.add_argument('--overlay-bag', type=Path, help=f'also write {OVERLAY_TOPIC} and {ANOMALY_TOPIC} to this new bag')
     sub.add_argument('--video', type=Path, help='also write the overlays as an MP4 video (mp4v)')
     sub.add_argument('--baselines', type=Path, help=BASELINES_HELP)
+    sub.add_argument(
+        '--compare', type=Path, help='also evaluate this model; the fleet report lists the bags that changed most'
+    )
+    bag_fleet.fleet_arguments(sub)
     return sub
 
 
@@ -231,9 +245,12 @@ def _calibrate_parser(commands: argparse._SubParsersAction) -> argparse.Argument
         'A target of fpr needs at least 10/fpr frames (1,000 for 1%), so that 10 frames lie above the threshold.',
     )
     sub.add_argument('model', type=Path, help='model bundle (.pt or .onnx), e.g. models/default.pt')
-    sub.add_argument('bag', type=Path, help=f'{BAG_HELP} of normal driving in the building')
+    sub.add_argument('bags', nargs='+', type=Path, metavar='BAG', help=f'{BAGS_HELP}: normal driving, a building each')
     sub.add_argument(
-        '--out', type=Path, help='new bundle (default: MODEL_STEM.calibrated.pt, or .onnx, beside the bag)'
+        '--out',
+        type=Path,
+        help='new bundle (default: MODEL_STEM.calibrated.pt, or .onnx, beside the bag); several bags: a folder, '
+        'one bundle per bag in it',
     )
     sub.add_argument('--fpr', type=float, default=0.01, help='target false-positive rate (default 0.01)')
     sub.add_argument('--topic', help=TOPIC_HELP)
@@ -246,6 +263,7 @@ def _calibrate_parser(commands: argparse._SubParsersAction) -> argparse.Argument
         "model's patrol memory, which its change score compares frames with; the threshold is set on the other "
         'stretches, so the bag needs twice the frames fpr needs',
     )
+    bag_fleet.fleet_arguments(sub)
     return sub
 
 
@@ -309,8 +327,8 @@ def _to_training_set_parser(commands: argparse._SubParsersAction) -> argparse.Ar
         'taken as whole stretches of the patrol. The counts go to metadata/source.json. Record anything '
         'unusual separately: every frame here is treated as normal.',
     )
-    sub.add_argument('bag', type=Path, help=BAG_HELP)
-    sub.add_argument('out', type=Path, help='dataset root to create')
+    sub.add_argument('bags', nargs='+', type=Path, metavar='BAG', help=f'{BAGS_HELP}: a training set each')
+    sub.add_argument('out', type=Path, help='dataset root to create (several bags: a folder of them)')
     sub.add_argument('--topic', help=TOPIC_HELP)
     sub.add_argument(
         '--target',
@@ -331,6 +349,7 @@ def _to_training_set_parser(commands: argparse._SubParsersAction) -> argparse.Ar
     )
     sub.add_argument('--block-seconds', type=float, default=30.0, help='length of each validation stretch')
     sub.add_argument('--seed', type=int, default=0, help='seed for placing the validation stretches')
+    bag_fleet.fleet_arguments(sub)
     return sub
 
 

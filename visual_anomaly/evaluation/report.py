@@ -74,8 +74,8 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: Path) -> 
     return _save(figure, path)
 
 
-def _anomalous_runs(classes: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) indices of the maximal runs of consecutive frames with a positive class."""
+def positive_runs(classes: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) indices of the maximal runs of consecutive positive values (anomalous classes, flags)."""
     positive = np.r_[False, np.asarray(classes) > 0, False]
     edges = np.flatnonzero(np.diff(positive.astype(np.int8)))
     return [(int(start), int(stop) - 1) for start, stop in zip(edges[::2], edges[1::2], strict=True)]
@@ -101,7 +101,7 @@ def plot_score_timeline(
     figure, axes = plt.subplots(figsize=(11, 4))
     gaps = np.diff(times_s)
     half = 0.5 * float(np.median(gaps)) if gaps.size else 0.5
-    runs = _anomalous_runs(classes)
+    runs = positive_runs(classes)
     for number, (first, last) in enumerate(runs):
         axes.axvspan(
             times_s[first] - half,
