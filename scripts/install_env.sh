@@ -5,9 +5,10 @@
 set -euo pipefail
 root="$1" profile="$2" venv="$3" python="$4"
 case "$profile" in
-  runtime) reqs="$root/requirements.txt" ;;
-  dev) reqs="$root/requirements-dev.txt" ;;
-  *) echo "setup_env.sh: unknown profile '$profile' (runtime|dev)" >&2; exit 2 ;;
+  runtime) reqs=(-r "$root/requirements.txt") ;;
+  dev) reqs=(-r "$root/requirements-dev.txt") ;;
+  robot) reqs=(-r "$root/requirements-robot.txt" -r "$root/requirements-test.txt") ;;
+  *) echo "setup_env.sh: unknown profile '$profile' (runtime|dev|robot)" >&2; exit 2 ;;
 esac
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -21,7 +22,7 @@ hash="$(cat "$root"/requirements*.txt "$root/setup.py" "$root/setup.cfg" "$root/
 
 echo "==> installing $profile requirements into $venv (first run takes a few minutes)"
 "$venv/bin/python" -m pip install --quiet --upgrade pip 'setuptools>=77.0.3,<80' wheel
-"$venv/bin/python" -m pip install --quiet -r "$reqs"
+"$venv/bin/python" -m pip install --quiet "${reqs[@]}"
 "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$root"
 
 # Editable installs skip data_files. Lay the venv out as a ROS prefix, as `colcon build

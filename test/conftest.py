@@ -9,6 +9,28 @@ import torch
 from visual_anomaly.core import AutoencoderConfig, ConvAutoencoder, Detector, OutlierExposureHead
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        '--robot-lane',
+        action='store_true',
+        help="the robot lane (.venv-robot, Ubuntu 24.04's library versions): skip tests marked off_robot",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line('markers', 'off_robot(reason): not run in the robot lane, for the stated reason')
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the robot lane, skip every test marked ``off_robot``, with the marker's reason."""
+    if not config.getoption('--robot-lane'):
+        return
+    for item in items:
+        marker = item.get_closest_marker('off_robot')
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f'robot lane: {marker.kwargs["reason"]}'))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -174,6 +174,33 @@ PIP_ONLY = {'rosbags', 'onnx', 'onnxruntime', 'ray'}  # optional, from pip (see 
 OURS = {'visual_anomaly', 'training'}
 
 
+def _robot_pins() -> dict[str, str]:
+    """The versions requirements-robot.txt pins itself (Ubuntu 24.04's), by lower-case distribution name."""
+    pins = {}
+    for line in (ROOT / 'requirements-robot.txt').read_text().splitlines():
+        requirement = line.split('#')[0].strip()
+        if '==' in requirement:
+            name, version = requirement.split('==')
+            pins[name.lower()] = version
+    return pins
+
+
+def test_package_xml_floors_are_the_versions_the_robot_lane_tests():
+    from importlib.metadata import packages_distributions
+
+    from packaging.version import Version
+
+    floors = {d.name: d.version_gte for d in parse_package(ROOT / 'package.xml').exec_depends if d.version_gte}
+    pins = _robot_pins()
+    distributions = packages_distributions()
+    for module, key in ROSDEP_KEYS.items():
+        distribution = distributions[module][0].lower()
+        if key == 'python3-torch':  # from pip on robots too, pinned alike in both lanes
+            assert key not in floors and distribution not in pins
+        else:
+            assert Version(pins[distribution]).release[:3] == Version(floors[key]).release, key
+
+
 def _imported_modules(*folders: str) -> set[str]:
     import ast
 

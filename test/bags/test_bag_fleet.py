@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from visual_anomaly.bags.calibrate import calibrate_bag
@@ -31,12 +30,17 @@ from visual_anomaly.data.hazards import HazardsDataset
 from visual_anomaly.data.taxonomy import ANOMALY_CLASSES
 from visual_anomaly.evaluation.metrics import evaluation_metrics
 
-pytestmark = pytest.mark.slow  # a Ray instance and its workers (about 10 s), each bag's plots
+pytestmark = [
+    pytest.mark.slow,  # a Ray instance and its workers (about 10 s), each bag's plots
+    pytest.mark.off_robot(reason='Ray is an off-robot dependency (fleet evaluation runs off the robot)'),
+]
 
 
 @pytest.fixture(scope='module', autouse=True)
 def local_ray():
     """One local Ray instance of 2 CPUs for the module; the fleet tools use it and leave it running."""
+    import ray  # off-robot only: not in the robot lane's environment
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level='ERROR')
     yield
     ray.shutdown()

@@ -21,7 +21,10 @@ from visual_anomaly.core import (
 from visual_anomaly.core.change import MemoryFitConfig, fit_memory
 from visual_anomaly.core.torch_model import ChangeClassifier, head_kind
 
-pytestmark = pytest.mark.slow  # trains a small encoder (about 20 s)
+pytestmark = [
+    pytest.mark.slow,  # trains a small encoder (about 20 s)
+    pytest.mark.off_robot(reason='training quality, decided by PyTorch (alike in both lanes); robots do not train'),
+]
 
 SIDE = 64
 

