@@ -84,3 +84,16 @@ def test_to_training_set_refuses_a_damaged_bag_unless_allowed_partial(tmp_path, 
     assert len(list((out / 'train_set').iterdir())) + len(list((out / 'validation_set').iterdir())) == source['kept']
     assert source['kept'] <= FRAMES - source['missing']
     assert f'{source["missing"]} missing from the damaged bag' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('command', ['replay', 'record'])
+def test_replay_and_record_refuse_a_damaged_bag_before_the_node_starts(tmp_path, capsys, command):
+    from visual_anomaly.ros.live_replay import bag_frame_stamps  # rclpy
+
+    bag = _damaged_patrol(tmp_path, 'mcap')
+    assert main([command, str(bag), '--out', str(tmp_path / 'out'), '--quiet']) == 2
+    err = _one_line(capsys)
+    assert err.startswith(f'visual-anomaly-bag {command}: {bag}: damaged bag, its index lists {FRAMES} messages on ')
+    assert not (tmp_path / 'out' / 'live_metrics.json').exists()
+    stamps, _ = bag_frame_stamps(bag, allow_partial=True)  # what --allow-partial plays: the readable frames
+    assert len(stamps) == _read_of(err) and np.all(np.diff(stamps) > 0)

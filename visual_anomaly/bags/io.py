@@ -227,12 +227,11 @@ def _frame_view(msg: Any) -> SimpleNamespace:
     )
 
 
-def raw_messages(reader: AnyReader, connections: list, tally: ReadTally) -> Iterator[tuple[Any, bytes]]:
-    """(connection, raw message) of ``connections`` in bag order, until the end or the first damaged
-    record (``tally.stopped`` then says what failed)."""
+def raw_messages(reader: AnyReader, connections: list, tally: ReadTally) -> Iterator[tuple[Any, int, bytes]]:
+    """(connection, bag time in ns, raw message) of ``connections`` in bag order, until the end or the first
+    damaged record (``tally.stopped`` then says what failed)."""
     try:
-        for connection, _, raw in reader.messages(connections=connections):
-            yield connection, raw
+        yield from reader.messages(connections=connections)
     except Exception as error:  # noqa: BLE001 - rosbags' parsers raise many types on damaged bytes
         tally.stopped = f'{type(error).__name__}: {error}'
 
@@ -275,7 +274,7 @@ def iter_decoded(
 
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
         chunk: list[bytes] = []
-        for _, raw in raw_messages(reader, connections, tally):
+        for _, _, raw in raw_messages(reader, connections, tally):
             chunk.append(raw)
             if len(chunk) == _DECODE_CHUNK:
                 yield from decoded(chunk)

@@ -42,7 +42,7 @@ def read_labels(bag_path: str | os.PathLike, stamps: np.ndarray, topic: str = GR
         except ValueError as error:
             raise ValueError(f'{error}. Without a ground-truth topic, label the frames with an intervals CSV') from None
         tally = ReadTally.of(bag_path, connections, allow_partial=True)  # a damaged bag leaves frames unlabelled
-        for connection, raw in raw_messages(reader, connections, tally):
+        for connection, _, raw in raw_messages(reader, connections, tally):
             msg = deserialized(reader, raw, connection.msgtype)
             if msg is not None:
                 table[stamp_ns(msg.header)] = int(round(msg.vector.x))

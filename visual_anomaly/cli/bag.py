@@ -160,6 +160,7 @@ def replay(args: argparse.Namespace) -> int:
         device=args.device,
         labels_csv=args.labels,
         progress=not args.quiet,
+        allow_partial=args.allow_partial,
     )
     print(format_live_summary(metrics))
     print(f'report in {args.out}')
@@ -170,7 +171,9 @@ def record(args: argparse.Namespace) -> None:
     from visual_anomaly.ros.live_replay import format_live_summary, record_live  # rclpy: only when needed
 
     print('recording; play the bag now (ros2 bag play ...)', flush=True)
-    metrics = record_live(args.bag, args.out, topic=args.topic, labels_csv=args.labels, idle_s=args.idle)
+    metrics = record_live(
+        args.bag, args.out, topic=args.topic, labels_csv=args.labels, idle_s=args.idle, allow_partial=args.allow_partial
+    )
     print(format_live_summary(metrics))
     print(f'report in {args.out}')
 
@@ -375,7 +378,7 @@ def _parser() -> argparse.ArgumentParser:
     for add in subcommands:
         sub = add(commands)
         sub.add_argument('--quiet', action='store_true', help='no progress bars')
-        if add in (_evaluate_parser, _to_training_set_parser, _calibrate_parser):
+        if add is not _from_dataset_parser:
             sub.add_argument('--allow-partial', action='store_true', help=ALLOW_PARTIAL_HELP)
     return parser
 

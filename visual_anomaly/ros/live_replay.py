@@ -30,7 +30,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from tqdm.auto import tqdm
 
-from visual_anomaly.bags.io import camera_connections, open_bag, stamp_ns
+from visual_anomaly.bags.io import ReadTally, camera_connections, deserialized, open_bag, raw_messages, stamp_ns
 from visual_anomaly.bags.labels import interval_class_names, labels_from_intervals, read_labels
 from visual_anomaly.data.taxonomy import ANOMALY_CLASSES
 from visual_anomaly.ros.messages import DIAGNOSTICS_NAME, FRAME_COUNTERS
@@ -148,26 +148,36 @@ def play_bag(
             time.sleep(0.1)
         time.sleep(0.5)  # let the node's matching complete on both sides
         start_wall, start_bag = time.monotonic(), None
-        messages = reader.messages(connections=connections)
-        total = sum(c.msgcount for c in connections)
+        tally = ReadTally.of(Path(bag_path), connections, allow_partial=True)  # the caller checked the bag
+        messages = raw_messages(reader, connections, tally)
         for conn, bag_time, rawdata in tqdm(
-            messages, total=total, desc='replaying', unit='frame', disable=not progress
+            messages, total=tally.expected, desc='replaying', unit='frame', disable=not progress
         ):
+            msg = deserialized(reader, rawdata, conn.msgtype)
+            if msg is None:
+                continue  # damaged bytes: counted by bag_frame_stamps, not published
             start_bag = bag_time if start_bag is None else start_bag
             delay = start_wall + (bag_time - start_bag) / 1e9 / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            stamp = stamp_ns(reader.deserialize(rawdata, conn.msgtype).header)
             publisher.publish(bytes(rawdata))
-            published[stamp] = time.monotonic()
+            published[stamp_ns(msg.header)] = time.monotonic()
         return published, topic
 
 
-def bag_frame_stamps(bag_path: Path, topic: str | None = None) -> tuple[np.ndarray, str]:
-    """Header stamps (ns) of the bag's camera frames, in bag order, and the topic they are on."""
+def bag_frame_stamps(bag_path: Path, topic: str | None = None, allow_partial: bool = False) -> tuple[np.ndarray, str]:
+    """Header stamps (ns) of the bag's camera frames, in bag order, and the topic they are on. A damaged
+    bag (fewer messages readable than its index lists) is a ``BagError`` unless ``allow_partial``."""
+    bag_path = Path(bag_path)
     with open_bag(bag_path) as reader:
-        topic, msgtype, connections = camera_connections(reader, Path(bag_path), topic)
-        stamps = [stamp_ns(reader.deserialize(raw, msgtype).header) for _, _, raw in reader.messages(connections)]
+        topic, msgtype, connections = camera_connections(reader, bag_path, topic)
+        tally = ReadTally.of(bag_path, connections, allow_partial)
+        stamps = []
+        for _, _, raw in raw_messages(reader, connections, tally):
+            if (msg := deserialized(reader, raw, msgtype)) is not None:
+                stamps.append(stamp_ns(msg.header))
+        tally.read = len(stamps)
+        tally.finish()
     return np.array(stamps, dtype=np.int64), topic
 
 
@@ -226,9 +236,11 @@ def record_live(
     labels_csv: Path | None = None,
     idle_s: float = 5.0,
     timeout_s: float = 3600.0,
+    allow_partial: bool = False,
 ) -> dict:
-    """Record a running node while someone else plays ``bag_path`` (e.g. ``ros2 bag play``); report it."""
-    stamps, topic = bag_frame_stamps(bag_path, topic)
+    """Record a running node while someone else plays ``bag_path`` (e.g. ``ros2 bag play``); report it.
+    A damaged bag is refused before recording unless ``allow_partial``."""
+    stamps, topic = bag_frame_stamps(bag_path, topic, allow_partial)
     recorder = OutputRecorder()
     try:
         deadline = time.monotonic() + timeout_s
@@ -249,8 +261,11 @@ def replay_bag(
     device: str = 'cpu',
     labels_csv: Path | None = None,
     progress: bool = True,
+    allow_partial: bool = False,
 ) -> dict:
-    """Replay ``bag_path`` through a node process; write and return live metrics (see module doc)."""
+    """Replay ``bag_path`` through a node process; write and return live metrics (see module doc). A damaged
+    bag is refused before the node starts unless ``allow_partial`` (then its readable frames are played)."""
+    bag_frame_stamps(bag_path, topic, allow_partial)  # a damaged bag fails here, naming it and the counts
     out.mkdir(parents=True, exist_ok=True)
     with open_bag(bag_path) as reader:
         topic, msgtype, _ = camera_connections(reader, Path(bag_path), topic)
