@@ -36,8 +36,18 @@ SUPPORTED_ENCODINGS = {
 MAX_SIDE = 16384  # larger declared sizes are treated as corrupt headers
 MAX_FRAME_PIXELS = 4096 * 4096  # the default limit on a frame's pixels (the node's max_frame_pixels)
 
-# OpenCV logs its own lines on an undecodable frame; the FrameError already says it, in one sentence
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+def _silence_opencv_log() -> None:
+    """OpenCV logs its own lines on an undecodable frame; the FrameError already says it, in one sentence.
+    OpenCV 5 has ``cv2.utils.logging``; 4.x (4.6 on Ubuntu 24.04) has ``cv2.setLogLevel``, 0 being silent."""
+    opencv_logging = getattr(cv2.utils, 'logging', None)
+    if opencv_logging is not None:
+        opencv_logging.setLogLevel(opencv_logging.LOG_LEVEL_SILENT)
+    else:
+        cv2.setLogLevel(0)
+
+
+_silence_opencv_log()
 
 
 class FrameError(ValueError):
