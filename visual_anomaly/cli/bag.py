@@ -95,19 +95,7 @@ def evaluate(args: argparse.Namespace) -> int | None:
 def to_training_set(args: argparse.Namespace) -> int | None:
     if (bag := single_bag(args.bags)) is None:
         return bag_fleet.to_training_set(args)
-    root = bag_to_training_set(
-        bag,
-        args.out,
-        topic=args.topic,
-        every_s=args.every,
-        dedup_threshold=args.dedup_threshold,
-        target_frames=args.target,
-        validation_fraction=args.validation_fraction,
-        seed=args.seed,
-        block_s=args.block_seconds,
-        progress=not args.quiet,
-        allow_partial=args.allow_partial,
-    )
+    root = bag_to_training_set(bag, args.out, progress=not args.quiet, **bag_fleet.training_set_options(args))
     s = json.loads((root / 'metadata' / 'source.json').read_text())
     change = 'change rule off' if s['change_threshold'] is None else f'change >= {s["change_threshold"]:.2f}'
     print(
@@ -126,18 +114,7 @@ def _missing(count: int) -> str:
 def calibrate(args: argparse.Namespace) -> int | None:
     if (bag := single_bag(args.bags)) is None:
         return bag_fleet.calibrate(args)
-    done = calibrate_bag(
-        args.model,
-        bag,
-        args.out,
-        fpr=args.fpr,
-        topic=args.topic,
-        device=args.device,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-        memory=args.memory,
-        allow_partial=args.allow_partial,
-    )
+    done = calibrate_bag(args.model, bag, args.out, progress=not args.quiet, **bag_fleet.calibration_options(args))
     before = f'{done.previous.value:.4f}' if done.previous is not None else 'none'
     learnt = f'patrol memory of {done.memory_frames} frames learnt; ' if done.memory_frames else ''
     print(

@@ -27,6 +27,32 @@ def fleet_arguments(sub: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def training_set_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``bag_to_training_set`` that the command line sets, for one bag or many."""
+    return {
+        'topic': args.topic,
+        'every_s': args.every,
+        'dedup_threshold': args.dedup_threshold,
+        'target_frames': args.target,
+        'validation_fraction': args.validation_fraction,
+        'seed': args.seed,
+        'block_s': args.block_seconds,
+        'allow_partial': args.allow_partial,
+    }
+
+
+def calibration_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``calibrate_bag`` that the command line sets, for one bag or many."""
+    return {
+        'fpr': args.fpr,
+        'topic': args.topic,
+        'device': args.device,
+        'batch_size': args.batch_size,
+        'memory': args.memory,
+        'allow_partial': args.allow_partial,
+    }
+
+
 def _refuse(args: argparse.Namespace, options: tuple[str, ...]) -> None:
     given = [f'--{name.replace("_", "-")}' for name in options if getattr(args, name, None) is not None]
     if given:
@@ -87,12 +113,7 @@ def calibrate(args: argparse.Namespace) -> int:
         workers=args.workers,
         address=args.address,
         progress=not args.quiet,
-        fpr=args.fpr,
-        topic=args.topic,
-        device=args.device,
-        batch_size=args.batch_size,
-        memory=args.memory,
-        allow_partial=args.allow_partial,
+        **calibration_options(args),
     )
     for row in rows:
         if not row['error']:
@@ -111,14 +132,7 @@ def to_training_set(args: argparse.Namespace) -> int:
         workers=args.workers,
         address=args.address,
         progress=not args.quiet,
-        topic=args.topic,
-        every_s=args.every,
-        dedup_threshold=args.dedup_threshold,
-        target_frames=args.target,
-        validation_fraction=args.validation_fraction,
-        seed=args.seed,
-        block_s=args.block_seconds,
-        allow_partial=args.allow_partial,
+        **training_set_options(args),
     )
     for row in rows:
         if not row['error']:
