@@ -59,6 +59,15 @@ def _refuse(args: argparse.Namespace, options: tuple[str, ...]) -> None:
         raise ValueError(f'{", ".join(given)}: for one bag only; give one bag, or several without these options')
 
 
+def _report_rows(rows: list[dict], summary: Path, line: str) -> int:
+    """Print each bag that succeeded (``line`` formatted with its row), where the summary is, and the failures."""
+    for row in rows:
+        if not row['error']:
+            print(f'{row["bag"]}: ' + line.format(**row))
+    print(f'summary in {summary}')
+    return _failures([(row['bag'], row['error']) for row in rows])
+
+
 def _failures(rows: list[tuple[str, str | None]]) -> int:
     failed = [(name, error) for name, error in rows if error]
     for name, error in failed:
@@ -115,11 +124,9 @@ def calibrate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         **calibration_options(args),
     )
-    for row in rows:
-        if not row['error']:
-            print(f'{row["bag"]}: {row["frames"]} frames, {row["threshold_description"]} -> {row["bundle"]}')
-    print(f'summary in {Path(args.out) / "calibration.csv"}')
-    return _failures([(row['bag'], row['error']) for row in rows])
+    return _report_rows(
+        rows, Path(args.out) / 'calibration.csv', '{frames} frames, {threshold_description} -> {bundle}'
+    )
 
 
 def to_training_set(args: argparse.Namespace) -> int:
@@ -134,8 +141,4 @@ def to_training_set(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         **training_set_options(args),
     )
-    for row in rows:
-        if not row['error']:
-            print(f'{row["bag"]}: kept {row["kept"]} of {row["frames"]} frames -> {row["dataset"]}')
-    print(f'summary in {Path(args.out) / "training_sets.csv"}')
-    return _failures([(row['bag'], row['error']) for row in rows])
+    return _report_rows(rows, Path(args.out) / 'training_sets.csv', 'kept {kept} of {frames} frames -> {dataset}')
