@@ -19,6 +19,8 @@ from sensor_msgs.msg import Image
 # A random domain keeps parallel test runs apart; ids above 101 fail with Fast DDS here.
 DOMAIN_ID = str(random.Random(os.getpid() ^ time.time_ns()).randint(0, 101))
 os.environ['ROS_DOMAIN_ID'] = DOMAIN_ID
+# Node processes dump every thread's Python stack on SIGABRT: stop_node sends it to a node that hangs.
+os.environ['PYTHONFAULTHANDLER'] = '1'
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,14 +59,23 @@ class RosTester:
 
 
 def stop_node(process: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 15.0) -> tuple[int, str]:
-    """Send ``sig`` to the node process (unless it ended); its exit code and its log (stderr)."""
+    """Send ``sig`` to the node process (unless it ended); its exit code and its log (stderr).
+
+    A node still running after ``timeout`` seconds gets SIGABRT, so that its log ends with where each
+    of its threads hung (the exit code is then -6), and is killed if even that does not end it.
+    """
     if process.poll() is None:
         process.send_signal(sig)
     try:
         _, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
-        _, err = process.communicate()
+        process.send_signal(signal.SIGABRT)
+        try:
+            _, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+        err = f'{err}\n[the node did not stop within {timeout:.0f} s of signal {sig}]'
     return process.returncode, err
 
 
