@@ -22,8 +22,10 @@ from visual_anomaly.core.change import (
     MemoryConfig,
     MemoryFitConfig,
     PatrolMemory,
+    evenly_spaced,
     first_minimum,
     fit_memory,
+    leave_out_masks,
     opponent_colours,
 )
 
@@ -170,6 +172,19 @@ def test_detector_decides_on_change_and_maps_it(detector, patrol):
     peaks = result.anomaly_map.reshape(60, -1).max(1)  # the score is the map's peak, in calibrated units
     np.testing.assert_allclose(result.score, detector.calibration.normalizers['change'](peaks), rtol=1e-5)
     assert result.is_anomaly.mean() > 0.8 > detector.detect_resized(patrol['normal']).is_anomaly.mean()
+
+
+def test_held_out_peaks_reach_the_tail_that_in_sample_peaks_cap_and_join_the_calibration(memory, detector, patrol):
+    train = patrol['train']
+    queries = evenly_spaced(len(train), 200)
+    excluded = torch.from_numpy(leave_out_masks(len(train), memory.size, queries, 2))
+    with torch.inference_mode():
+        maps = memory.smoothed_map(memory.normalize(torch.from_numpy(train[queries])), excluded)
+        in_sample = ((maps - memory.pixel_mean) / memory.pixel_scale).amax(dim=(1, 2)).numpy()
+    held_out = memory.held_out_peaks
+    assert held_out.shape == in_sample.shape and np.isfinite(held_out).all()
+    assert np.quantile(held_out, 0.95) > 1.1 * np.quantile(in_sample, 0.95)  # a frame's own spread caps its peak
+    assert detector.calibration.thresholds['change'].frames == len(patrol['normal']) + len(held_out)
 
 
 def test_memory_travels_in_pt_and_onnx_bundles(detector, patrol, tmp_path):

@@ -34,6 +34,7 @@ from .preprocessing import PreprocessingConfig, Preprocessor
 THUMBNAIL_SIDE = 16
 SCALE_FLOOR = 0.1  # per-pixel scales never drop below this fraction of their median
 RESIDUAL_FLOOR = 0.05  # added to the per-pixel spread of normal residuals (normalized pixel units)
+HELD_OUT_FOLDS = 10  # folds of the statistics frames for their held-out peaks
 
 
 def first_minimum(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,6 +121,9 @@ class PatrolMemory(torch.nn.Module):
         self.register_buffer('pixel_mean', torch.zeros(side, side))
         self.register_buffer('pixel_scale', torch.ones(side, side))
         self.register_buffer('residual_scale', torch.ones(3, side, side))
+        # change peaks of the statistics frames, each under statistics fitted without it (fit_memory
+        # sets them; a memory loaded from a bundle has none)
+        self.held_out_peaks: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -220,15 +224,37 @@ class PatrolMemory(torch.nn.Module):
         per-pixel, per-channel scale of their (N, 3, S, S) best-match residuals."""
         if len(smoothed_normal_maps) < 2:
             raise ValueError('per-pixel statistics need at least 2 normal frames')
-        maps = smoothed_normal_maps.to(self.pixel_mean)
-        std = maps.std(dim=0)
-        self.pixel_mean.copy_(maps.mean(dim=0))
-        self.pixel_scale.copy_(std + SCALE_FLOOR * std.median().clamp_min(1e-12))
+        mean, scale = pixel_statistics(smoothed_normal_maps.to(self.pixel_mean))
+        self.pixel_mean.copy_(mean)
+        self.pixel_scale.copy_(scale)
         self.residual_scale.copy_(normal_residuals.to(self.residual_scale).std(dim=0) + RESIDUAL_FLOOR)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) normalized images -> (N, S, S) change z-map."""
         return (self.smoothed_map(images) - self.pixel_mean) / self.pixel_scale
+
+
+def pixel_statistics(smoothed_normal_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel mean and scale of (N, S, S) smoothed difference maps of normal frames (the scale floored)."""
+    std = smoothed_normal_maps.std(dim=0)
+    return smoothed_normal_maps.mean(dim=0), std + SCALE_FLOOR * std.median().clamp_min(1e-12)
+
+
+def held_out_peaks(smoothed_normal_maps: torch.Tensor) -> np.ndarray:
+    """Change peak of each of (N, S, S) smoothed normal maps (in patrol order) under per-pixel statistics
+    fitted without it: the frames are dealt round ``HELD_OUT_FOLDS`` folds one by one, so each frame's
+    neighbours in the patrol stay in its statistics, as a new frame's stay in the memory's.
+
+    A frame's peak under statistics that include the frame itself is capped by its own share of the
+    spread, so in-sample peaks understate the tail of new frames; these do not, and they cover the
+    whole patrol, where validation frames cover a few stretches of it.
+    """
+    fold = torch.arange(len(smoothed_normal_maps)) % HELD_OUT_FOLDS
+    peaks = torch.empty(len(smoothed_normal_maps), dtype=torch.float64)
+    for k in range(min(HELD_OUT_FOLDS, len(smoothed_normal_maps))):
+        mean, scale = pixel_statistics(smoothed_normal_maps[fold != k])
+        peaks[fold == k] = ((smoothed_normal_maps[fold == k] - mean) / scale).amax(dim=(1, 2)).double()
+    return peaks.numpy()
 
 
 @dataclass(frozen=True)
@@ -277,7 +303,10 @@ def fit_memory(
 
     The per-pixel statistics come from training frames compared with the memory *without* the
     memory frames taken near them in the patrol (``exclude_steps`` memory steps either side), so
-    that, like a frame of a later patrol, none of them finds itself or its near-copies there.
+    that, like a frame of a later patrol, none of them finds itself or its near-copies there. Their
+    change peaks under statistics fitted without them become the memory's
+    ``held_out_peaks``: normal frames over the whole patrol that calibration adds to the validation
+    frames (:func:`held_out_peaks`).
     """
     config = config or MemoryFitConfig()
     kept = evenly_spaced(len(train), config.frames)
@@ -294,5 +323,8 @@ def fit_memory(
             differences, residual = memory.difference_map(images, indices, residual=True)
             maps.append(memory.smooth(differences))
             residuals.append(residual)
-    memory.set_pixel_statistics(torch.cat(maps), torch.cat(residuals))
+    maps = torch.cat(maps)
+    memory.set_pixel_statistics(maps, torch.cat(residuals))
+    if len(queries) >= HELD_OUT_FOLDS:
+        memory.held_out_peaks = held_out_peaks(maps.to(memory.pixel_mean))
     return memory

@@ -126,6 +126,11 @@ class Detector(FrameScorer):
         self.decision_score = self.default_decision_score
         self._rebuild_graph()
 
+    def held_out_normal_scores(self) -> dict[str, np.ndarray]:
+        """The patrol memory's held-out peaks as raw change scores, when it was fitted in this process."""
+        peaks = None if self.memory is None else self.memory.held_out_peaks
+        return {} if peaks is None else {'change': peaks}
+
     def export_onnx(self, properties: dict[str, str] | None = None) -> bytes:
         """The scoring graph with the current weights as an ONNX model, with metadata ``properties``."""
         return onnx_backend.export_graph(self._graph, self.image_size, properties)

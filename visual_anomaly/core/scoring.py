@@ -218,6 +218,24 @@ class FrameScorer:
             scores['fused'] = scores[self.base_score] + OE_WEIGHT * np.maximum(scores['oe'] - OE_GATE, 0.0)
         return scores
 
+    def held_out_normal_scores(self) -> dict[str, np.ndarray]:
+        """Raw scores, by kind, of normal frames other than the validation frames that calibration pools
+        with them: none here; a detector with a freshly fitted patrol memory has its held-out peaks."""
+        return {}
+
+    def _pooled(
+        self, normal_scores: dict[str, np.ndarray], held_out_raw: dict[str, np.ndarray], calibration: Calibration
+    ) -> dict[str, np.ndarray]:
+        """Normalized validation scores with the held-out frames' scores appended for the kinds they have;
+        the fused score takes its base score's held-out frames (with no OE term)."""
+        pooled = dict(normal_scores)
+        for kind, raw in held_out_raw.items():
+            extra = calibration.normalizers[kind](raw)
+            pooled[kind] = np.concatenate([normal_scores[kind], extra])
+            if kind == self.base_score and 'fused' in normal_scores:
+                pooled['fused'] = np.concatenate([normal_scores['fused'], extra])
+        return pooled
+
     def detect_resized(self, batch_uint8: np.ndarray) -> DetectionResult:
         """Score frames already resized to the model input: (N, S, S, 3) uint8 RGB."""
         if len(batch_uint8) == 0:
@@ -270,7 +288,9 @@ class FrameScorer:
         """Fit score normalizers on normal validation frames and set every kind's threshold.
 
         ``method='fpr'`` flags at most ``fpr`` of the normal frames and records the interval of the
-        false-positive rate to expect on new normal frames; it needs ``10 / fpr`` normal frames
+        false-positive rate to expect on new normal frames. A patrol memory fitted in this process adds
+        its held-out training frames to the validation frames for the change score (and the fused
+        score, whose OE term they then lack): :meth:`held_out_normal_scores`. It needs ``10 / fpr`` normal frames
         (:func:`~visual_anomaly.core.thresholds.min_calibration_frames`: 1,000 for 1%). With fewer it
         logs a warning naming the numbers, or with ``strict`` raises ValueError. ``method='best_f1'``
         maximizes F1 against ``anomalous_resized`` (which it then requires). Inputs are
@@ -280,7 +300,10 @@ class FrameScorer:
             raise ValueError(f"calibration method must be 'fpr' or 'best_f1', got {method!r}")
         if method == 'best_f1' and (anomalous_resized is None or len(anomalous_resized) == 0):
             raise ValueError('best_f1 calibration needs anomalous validation frames')
-        shortfall = calibration_shortfall(len(normal_resized), fpr) if method == 'fpr' else ''
+        held_out = self.held_out_normal_scores() if method == 'fpr' else {}
+        decided = self.base_score if self.decision_score == 'fused' else self.decision_score
+        pooled_frames = len(normal_resized) + len(held_out.get(decided, ()))
+        shortfall = calibration_shortfall(pooled_frames, fpr) if method == 'fpr' else ''
         if shortfall and strict:
             raise ValueError(shortfall)
         if shortfall:
@@ -292,7 +315,8 @@ class FrameScorer:
         calibration = Calibration(normalizers=normalizers)
         normal_scores = self._normalized_scores(raw_normal, calibration)
         if method == 'fpr':
-            thresholds = {kind: threshold_at_fpr(values, fpr) for kind, values in normal_scores.items()}
+            pooled = self._pooled(normal_scores, held_out, calibration)
+            thresholds = {kind: threshold_at_fpr(values, fpr) for kind, values in pooled.items()}
         else:
             anomalous_scores = self._normalized_scores(
                 self._raw_scores(self._forward_all(np.asarray(anomalous_resized))), calibration
