@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 status=0
-# One pytest worker per core (pytest-xdist); test/conftest.py keeps the DDS tests together on one.
-parallel=(-n auto --dist loadgroup)
-(source scripts/setup_env.sh dev && ruff check . && ruff format --check . && python -m pytest "${parallel[@]}" "$@") || status=$?
+(source scripts/setup_env.sh dev && ruff check . && ruff format --check . && python -m pytest "$@") || status=$?
 echo "==> robot lane: Ubuntu 24.04's library versions in .venv-robot (tests marked off_robot are skipped)"
-(source scripts/setup_env.sh robot && python -m pytest --robot-lane "${parallel[@]}" "$@") || status=$?
+(source scripts/setup_env.sh robot && python -m pytest --robot-lane "$@") || status=$?
 exit "$status"

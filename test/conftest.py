@@ -22,13 +22,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the DDS tests on one worker when pytest-xdist runs the suite in parallel (they start node
-    processes and time their answers; the other workers take the rest), and in the robot lane skip
-    every test marked ``off_robot``, with the marker's reason."""
-    if config.pluginmanager.hasplugin('xdist'):
-        for item in items:
-            if 'ros' in item.path.relative_to(config.rootpath).parts[:2]:
-                item.add_marker(pytest.mark.xdist_group('dds'))
+    """In the robot lane, skip every test marked ``off_robot``, with the marker's reason."""
     if not config.getoption('--robot-lane'):
         return
     for item in items:
