@@ -131,14 +131,21 @@ def _venv() -> Path:
     return prefix
 
 
+def _profile(venv: Path) -> str:
+    """The setup_env.sh profile this venv was set up with (sourcing another would install it there)."""
+    made = {path.name.split('-')[-1].removesuffix('.sha256') for path in venv.glob('.visual_anomaly-*.sha256')}
+    return next(profile for profile in ('robot', 'dev', 'runtime') if profile in made)
+
+
 @pytest.mark.parametrize('options', ['set +euo pipefail', 'set -u', 'set -o pipefail'])
 def test_setup_env_leaves_the_shell_options_as_they_were(options):
+    venv = _venv()
     script = (
-        f'{options}; echo "$-|$(shopt -po pipefail)"; source scripts/setup_env.sh dev > /dev/null; '
+        f'{options}; echo "$-|$(shopt -po pipefail)"; source scripts/setup_env.sh {_profile(venv)} > /dev/null; '
         'echo "$-|$(shopt -po pipefail)"; source scripts/setup_env.sh nonsense 2> /dev/null; '
         'echo "failed with $?"; echo "$-|$(shopt -po pipefail)"'
     )
-    env = dict(os.environ, VISUAL_ANOMALY_VENV=str(_venv()))
+    env = dict(os.environ, VISUAL_ANOMALY_VENV=str(venv))
     result = subprocess.run(['bash', '-c', script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     before, after, failed, after_failure = result.stdout.strip().splitlines()
     assert before == after == after_failure, result.stdout
