@@ -113,12 +113,14 @@ def _with_boxes(frames: np.ndarray, seed: int) -> np.ndarray:
 def test_memory_learns_the_new_building_from_half_the_patrol(patrol_bag, tmp_path, capsys):
     bag, frames = patrol_bag
     out = tmp_path / 'learnt.pt'
-    argv = ['calibrate', str(MODELS / 'default.pt'), str(bag), '--fpr', str(FPR), '--out', str(out), '--memory']
+    # 2.5% needs 400 normal frames: the 240 kept out of the memory, with the memory's own 240 held out
+    argv = ['calibrate', str(MODELS / 'default.pt'), str(bag), '--fpr', '0.025', '--out', str(out), '--memory']
     assert main([*argv, '--quiet']) == 0
     printed = capsys.readouterr().out
     assert 'patrol memory of 240 frames learnt; 240 normal frames' in printed
     learnt, shipped = load_bundle(out, 'cpu'), load_bundle(MODELS / 'default.pt', 'cpu')
     assert learnt.base_score == 'change' and learnt.memory.size == 240
+    assert learnt.calibration.thresholds[learnt.decision_score].frames == 480
     assert read_bundle_metadata(out)['provenance']['recalibration']['memory_frames'] == 240
     held_out = frames[(np.arange(480) * 20 // 480) % 2 == 1]  # the stretches kept out of the memory
     boxed = _with_boxes(held_out, seed=4)

@@ -61,7 +61,8 @@ def calibrate_bag(
 
     ``out`` defaults to :func:`default_output`; it is never ``model`` itself. Raises ValueError when
     the bag holds fewer usable frames than ``fpr`` needs. ``memory`` (a ``.pt`` bundle only) also
-    learns the patrol memory from half of the bag's frames and calibrates on the other half. A damaged
+    learns the patrol memory from half of the bag's frames and calibrates on the other half together
+    with the memory's held-out training frames (so a 1% target needs 1,000 frames in all). A damaged
     bag is a ``BagError`` unless ``allow_partial``.
     """
     model, bag = Path(model), Path(bag)
@@ -80,15 +81,17 @@ def calibrate_bag(
         raise ValueError(f'{bag}: no usable frame on {frames.topic} ({len(frames.rejected)} rejected)')
     previous = scorer.calibration.thresholds.get(scorer.decision_score)
     normal = learn_memory(scorer, frames.frames) if memory else frames.frames
-    shortfall = calibration_shortfall(len(normal), fpr)
+    held_out = len(scorer.held_out_normal_scores().get(scorer.base_score, ()))  # the new memory's, pooled
+    shortfall = calibration_shortfall(len(normal) + held_out, fpr)
     if shortfall:
         raise ValueError(
             f'{bag}: {shortfall}; record a longer patrol, or calibrate a false-positive rate of at least '
-            f'{MIN_FRAMES_ABOVE / len(normal):.3g} on this one'
+            f'{MIN_FRAMES_ABOVE / (len(normal) + held_out):.3g} on this one'
         )
     scorer.calibrate(normal, fpr=fpr)
     threshold = scorer.calibration.thresholds[scorer.decision_score]
     note = {'bag': str(bag), 'topic': frames.topic, 'frames': len(normal), 'fpr': fpr, 'source_bundle': str(model)}
+    note['held_out_memory_frames'] = held_out
     note['missing'] = frames.missing
     if memory:
         note['memory_frames'] = scorer.memory.size

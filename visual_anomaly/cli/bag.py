@@ -241,7 +241,7 @@ def _calibrate_parser(commands: argparse._SubParsersAction) -> argparse.Argument
         action='store_true',
         help='also learn the building itself (.pt bundles): every other of 20 stretches of the patrol becomes the '
         "model's patrol memory, which its change score compares frames with; the threshold is set on the other "
-        'stretches, so the bag needs twice the frames fpr needs',
+        "stretches and the memory's own frames, each scored without it, so the bag needs the frames fpr needs",
     )
     bag_fleet.fleet_arguments(sub)
     return sub
