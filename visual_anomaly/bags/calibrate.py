@@ -81,17 +81,17 @@ def calibrate_bag(
         raise ValueError(f'{bag}: no usable frame on {frames.topic} ({len(frames.rejected)} rejected)')
     previous = scorer.calibration.thresholds.get(scorer.decision_score)
     normal = learn_memory(scorer, frames.frames) if memory else frames.frames
-    held_out = len(scorer.held_out_normal_scores().get(scorer.base_score, ()))  # the new memory's, pooled
-    shortfall = calibration_shortfall(len(normal) + held_out, fpr)
+    pooled = scorer.calibration_frames(len(normal))  # with the new memory's held-out frames
+    shortfall = calibration_shortfall(pooled, fpr)
     if shortfall:
         raise ValueError(
             f'{bag}: {shortfall}; record a longer patrol, or calibrate a false-positive rate of at least '
-            f'{MIN_FRAMES_ABOVE / (len(normal) + held_out):.3g} on this one'
+            f'{MIN_FRAMES_ABOVE / pooled:.3g} on this one'
         )
     scorer.calibrate(normal, fpr=fpr)
     threshold = scorer.calibration.thresholds[scorer.decision_score]
     note = {'bag': str(bag), 'topic': frames.topic, 'frames': len(normal), 'fpr': fpr, 'source_bundle': str(model)}
-    note['held_out_memory_frames'] = held_out
+    note['held_out_memory_frames'] = pooled - len(normal)
     note['missing'] = frames.missing
     if memory:
         note['memory_frames'] = scorer.memory.size

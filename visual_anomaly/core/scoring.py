@@ -223,6 +223,12 @@ class FrameScorer:
         with them: none here; a detector with a freshly fitted patrol memory has its held-out peaks."""
         return {}
 
+    def calibration_frames(self, validation_frames: int) -> int:
+        """Normal frames an ``fpr`` calibration on ``validation_frames`` frames reads the decision score's
+        threshold from: those and the held-out frames pooled with them."""
+        decided = self.base_score if self.decision_score == 'fused' else self.decision_score
+        return validation_frames + len(self.held_out_normal_scores().get(decided, ()))
+
     def _pooled(
         self, normal_scores: dict[str, np.ndarray], held_out_raw: dict[str, np.ndarray], calibration: Calibration
     ) -> dict[str, np.ndarray]:
@@ -301,9 +307,7 @@ class FrameScorer:
         if method == 'best_f1' and (anomalous_resized is None or len(anomalous_resized) == 0):
             raise ValueError('best_f1 calibration needs anomalous validation frames')
         held_out = self.held_out_normal_scores() if method == 'fpr' else {}
-        decided = self.base_score if self.decision_score == 'fused' else self.decision_score
-        pooled_frames = len(normal_resized) + len(held_out.get(decided, ()))
-        shortfall = calibration_shortfall(pooled_frames, fpr) if method == 'fpr' else ''
+        shortfall = calibration_shortfall(self.calibration_frames(len(normal_resized)), fpr) if method == 'fpr' else ''
         if shortfall and strict:
             raise ValueError(shortfall)
         if shortfall:
