@@ -61,9 +61,10 @@ class DemoConfig:
     render_size: int = 256
     device: str = 'cpu'
     seed: int = 1
+    progress: bool = True  # progress bars (the command shows them only on a terminal)
 
 
-def train_small_model(out: Path, render_size: int, seed: int = 0, device: str = 'auto') -> Path:
+def train_small_model(out: Path, render_size: int, seed: int = 0, device: str = 'auto', progress: bool = True) -> Path:
     """Train an F=16 autoencoder on 1,500 generated corridor frames, with a patrol memory of them; calibrate it
     at 1% FPR on a normal patrol.
 
@@ -80,7 +81,7 @@ def train_small_model(out: Path, render_size: int, seed: int = 0, device: str = 
     validation = resize_frames(patrol, 'rgb', 64)
     model = ConvAutoencoder(AutoencoderConfig(base_channels=16))
     config = TrainConfig(epochs=15, seed=seed, device=device, lr_patience=3, early_stopping_patience=6)
-    history = fit_autoencoder(model, train, validation, Preprocessor(PreprocessingConfig()), config)
+    history = fit_autoencoder(model, train, validation, Preprocessor(PreprocessingConfig()), config, progress)
     detector = Detector(model, device=device, memory=fit_memory(train, PreprocessingConfig()))
     detector.calibrate(validation, fpr=0.01)
     provenance = {
@@ -131,7 +132,7 @@ def patrol_pixel_metrics(model: Path, patrol: Path, device: str) -> dict[str, fl
 def _model(config: DemoConfig, say: Callable[[str], None]) -> Path:
     if config.train:
         say('[0/4] training a small model on generated corridors (--train)')
-        model = train_small_model(config.out, config.render_size, device=config.device)
+        model = train_small_model(config.out, config.render_size, device=config.device, progress=config.progress)
     else:
         model = config.model or Path(default_model_path())
     if not model.is_file():
@@ -158,7 +159,9 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> dict:
     say('[3/4] scoring the bag offline with the detector core')
     offline = evaluate_bag(model, bag, out / 'offline', device=config.device, video=out / 'overlay.mp4', progress=False)
     say(f'[4/4] replaying the bag at {config.replay_speed:g}x through DDS into the node (a separate process)')
-    live = replay_bag(bag, out / 'live', model=str(model), rate=config.replay_speed, device=config.device)
+    live = replay_bag(
+        bag, out / 'live', model=str(model), rate=config.replay_speed, device=config.device, progress=config.progress
+    )
     summary = {
         'model': str(model),
         'frames': len(infos),

@@ -50,10 +50,15 @@ def test_user_errors_are_one_line_exit_2(world, bags, tmp_path, capsys):
     )
 
 
-def test_from_dataset_prints_the_bag(world, tmp_path, capsys):
+def test_from_dataset_prints_the_bag_and_shows_progress_only_on_a_terminal(world, tmp_path, capsys, monkeypatch):
     bag = tmp_path / 'bag'
     assert main(['from-dataset', str(world['root']), str(bag), '--split', 'validation', '--storage', 'mcap']) == 0
-    assert capsys.readouterr().out.strip() == f'wrote {bag}'
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f'wrote {bag}'
+    assert '%|' not in captured.err  # a log file gets no progress bar
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
+    assert main(['from-dataset', str(world['root']), str(tmp_path / 'tty'), '--split', 'validation']) == 0
+    assert '%|' in capsys.readouterr().err
 
 
 @pytest.mark.slow  # a new interpreter

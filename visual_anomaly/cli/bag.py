@@ -32,7 +32,7 @@ from visual_anomaly.bags.io import (
 )
 from visual_anomaly.bags.training_set import bag_to_training_set
 from visual_anomaly.cli import bag_fleet
-from visual_anomaly.cli.common import Parser, run, subcommand
+from visual_anomaly.cli.common import Parser, run, show_progress, subcommand
 
 CONVENTIONS_HINT = 'topics, stamps and label files: python -m pydoc visual_anomaly.bags'
 TOPIC_HELP = "camera topic (default: the bag's only Image/CompressedImage topic)"
@@ -60,7 +60,7 @@ def from_dataset(args: argparse.Namespace) -> None:
         topic=args.topic,
         storage=args.storage,
         image_size=args.image_size,
-        progress=not args.quiet,
+        progress=show_progress(args),
     )
     print(f'wrote {bag}')
 
@@ -81,7 +81,7 @@ def evaluate(args: argparse.Namespace) -> int | None:
         overlay_bag=args.overlay_bag,
         video=args.video,
         baselines=args.baselines,
-        progress=not args.quiet,
+        progress=show_progress(args),
         allow_partial=args.allow_partial,
     )
     print(format_summary(metrics))
@@ -95,7 +95,7 @@ def evaluate(args: argparse.Namespace) -> int | None:
 def to_training_set(args: argparse.Namespace) -> int | None:
     if (bag := single_bag(args.bags)) is None:
         return bag_fleet.to_training_set(args)
-    root = bag_to_training_set(bag, args.out, progress=not args.quiet, **bag_fleet.training_set_options(args))
+    root = bag_to_training_set(bag, args.out, progress=show_progress(args), **bag_fleet.training_set_options(args))
     s = json.loads((root / 'metadata' / 'source.json').read_text())
     change = 'change rule off' if s['change_threshold'] is None else f'change >= {s["change_threshold"]:.2f}'
     print(
@@ -114,7 +114,7 @@ def _missing(count: int) -> str:
 def calibrate(args: argparse.Namespace) -> int | None:
     if (bag := single_bag(args.bags)) is None:
         return bag_fleet.calibrate(args)
-    done = calibrate_bag(args.model, bag, args.out, progress=not args.quiet, **bag_fleet.calibration_options(args))
+    done = calibrate_bag(args.model, bag, args.out, progress=show_progress(args), **bag_fleet.calibration_options(args))
     before = f'{done.previous.value:.4f}' if done.previous is not None else 'none'
     learnt = f'patrol memory of {done.memory_frames} frames learnt; ' if done.memory_frames else ''
     print(
@@ -136,7 +136,7 @@ def replay(args: argparse.Namespace) -> int:
         rate=args.rate,
         device=args.device,
         labels_csv=args.labels,
-        progress=not args.quiet,
+        progress=show_progress(args),
         allow_partial=args.allow_partial,
     )
     print(format_live_summary(metrics))
@@ -354,7 +354,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     for add in subcommands:
         sub = add(commands)
-        sub.add_argument('--quiet', action='store_true', help='no progress bars')
+        sub.add_argument('--quiet', action='store_true', help='no progress bars (they are shown only on a terminal)')
         if add is not _from_dataset_parser:
             sub.add_argument('--allow-partial', action='store_true', help=ALLOW_PARTIAL_HELP)
     return parser

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from visual_anomaly.bags.fleet import find_bags, require_ray
+from visual_anomaly.cli.common import show_progress
 
 FLEET_HELP = (
     'several bags, or folders of bags, run in parallel on Ray (pip install ray): an embedded local instance of '
@@ -93,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> int:
         baselines=args.baselines,
         workers=args.workers,
         address=args.address,
-        progress=not args.quiet,
+        progress=show_progress(args),
         allow_partial=args.allow_partial,
     )
     metrics = write_fleet_report(fleet, args.out)
@@ -121,7 +122,7 @@ def calibrate(args: argparse.Namespace) -> int:
         args.out,
         workers=args.workers,
         address=args.address,
-        progress=not args.quiet,
+        progress=show_progress(args),
         **calibration_options(args),
     )
     return _report_rows(
@@ -138,7 +139,7 @@ def to_training_set(args: argparse.Namespace) -> int:
         args.out,
         workers=args.workers,
         address=args.address,
-        progress=not args.quiet,
+        progress=show_progress(args),
         **training_set_options(args),
     )
     return _report_rows(rows, Path(args.out) / 'training_sets.csv', 'kept {kept} of {frames} frames -> {dataset}')

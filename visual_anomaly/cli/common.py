@@ -47,6 +47,12 @@ def subcommand(
     return parser
 
 
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless ``--quiet``, and only on a terminal: a log file or a pipe gets none (one line per
+    update otherwise)."""
+    return not getattr(args, 'quiet', False) and sys.stderr.isatty()
+
+
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen handler and apply the error policy; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')

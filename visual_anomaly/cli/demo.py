@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from training.demo import DemoConfig, run_demo
-from visual_anomaly.cli.common import Parser, run
+from visual_anomaly.cli.common import Parser, run, show_progress
 
 DEFAULTS = DemoConfig()
 
@@ -29,6 +29,7 @@ def demo(args: argparse.Namespace) -> None:
         render_size=args.render_size,
         device=args.device,
         seed=args.seed,
+        progress=show_progress(args),
     )
     print_summary(run_demo(config), config.out)
 
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         '--device', default=DEFAULTS.device, help='device of the node and evaluation: auto, cpu, cuda:N'
     )
     parser.add_argument('--seed', type=int, default=DEFAULTS.seed, help='seed of the patrol')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars (they are shown only on a terminal)')
     parser.set_defaults(handler=demo, command=None)
     return parser
 

@@ -27,7 +27,7 @@ from training.mnist.suite import add_arguments as add_mnist_arguments
 from training.mnist.suite import run_from_args as run_mnist
 from training.run import train_run
 from training.world import WORLDS, world_classes, write_hazards_layout
-from visual_anomaly.cli.common import Parser, run, subcommand
+from visual_anomaly.cli.common import Parser, run, show_progress, subcommand
 from visual_anomaly.core import export_onnx, load_bundle, read_bundle_metadata
 from visual_anomaly.data.hazards import HazardsDataset
 from visual_anomaly.evaluation.baselines import baselines_for
@@ -61,7 +61,7 @@ def train(args: argparse.Namespace) -> None:
         overrides['outlier_exposure'] = {'enabled': False}
     elif args.oe_head:
         overrides['outlier_exposure'] = {'head': args.oe_head}
-    metrics = train_run(args.data, args.out, load_config(args.config, overrides), not args.quiet)
+    metrics = train_run(args.data, args.out, load_config(args.config, overrides), show_progress(args))
     print(format_summary(metrics))
     print(f'autoencoder: {metrics["training"]}')
     print(f'calibration: {metrics["calibration"]}')
@@ -70,7 +70,7 @@ def train(args: argparse.Namespace) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     detector = load_bundle(args.bundle, args.device)
-    split = HazardsDataset(args.data).load(args.split, cache_dir=args.cache_dir, progress=not args.quiet)
+    split = HazardsDataset(args.data).load(args.split, cache_dir=args.cache_dir, progress=show_progress(args))
     metrics = evaluate_frames(
         detector,
         np.asarray(split.frames),
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         _report_parser(commands),
     ]
     for sub in quiet:
-        sub.add_argument('--quiet', action='store_true', help='no progress bars')
+        sub.add_argument('--quiet', action='store_true', help='no progress bars (they are shown only on a terminal)')
     _export_parser(commands)
     mnist = subcommand(
         commands,
