@@ -25,16 +25,27 @@ def _frames(count: int, seed: int) -> list[np.ndarray]:
     return [world.render(rng)[0] for _ in range(count)]
 
 
+def _write_bag(frames: list[np.ndarray], base: Path, bag: Path) -> Path:
+    """``frames`` as JPEG files of a dataset under ``base``, then as a compressed-image bag at ``bag``."""
+    folder = base / 'train_set'
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f'frame_{i:06d}.jpg'), frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return dataset_to_bag(base, bag, split='train', compressed=True, progress=False)
+
+
 @pytest.fixture(scope='module')
 def building(tmp_path_factory):
-    """A normal patrol bag of the new building, and held-out normal frames of it at the model's input size."""
-    base = tmp_path_factory.mktemp('building')
-    folder = base / 'patrol' / 'train_set'
-    folder.mkdir(parents=True)
-    for i, frame in enumerate(_frames(CALIBRATION, seed=1)):
-        cv2.imwrite(str(folder / f'frame_{i:06d}.jpg'), frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-    bag = dataset_to_bag(folder.parent, base / 'site' / 'patrol_bag', split='train', compressed=True, progress=False)
-    return {'bag': bag, 'held_out': resize_frames(_frames(HELD_OUT, seed=2), 'rgb', 64)}
+    """A normal patrol bag of the new building, the same frames split into two bags (two days), and held-out
+    normal frames of it at the model's input size."""
+    base, frames = tmp_path_factory.mktemp('building'), _frames(CALIBRATION, seed=1)
+    half = CALIBRATION // 2
+    days = [
+        _write_bag(part, base / f'day{i}', base / 'days' / f'day{i}_bag')
+        for i, part in enumerate((frames[:half], frames[half:]))
+    ]
+    bag = _write_bag(frames, base / 'patrol', base / 'site' / 'patrol_bag')
+    return {'bag': bag, 'days': days, 'held_out': resize_frames(_frames(HELD_OUT, seed=2), 'rgb', 64)}
 
 
 def test_calibrate_writes_a_bundle_whose_threshold_holds_on_new_normal_frames(building, capsys):
@@ -85,6 +96,23 @@ def test_too_few_frames_and_overwriting_the_model_are_refused(building, tmp_path
     assert main(['calibrate', str(model), bag, '--fpr', str(FPR), '--out', str(tmp_path / 'x.onnx'), '--quiet']) == 2
     assert 'must be written as .pt' in capsys.readouterr().err
     assert model.read_bytes() == (MODELS / 'default.pt').read_bytes()
+
+
+def test_bags_of_one_building_are_pooled_into_one_threshold(building, tmp_path, capsys):
+    model, days = str(MODELS / 'default.pt'), [str(day) for day in building['days']]
+    assert main(['calibrate', model, days[0], '--fpr', str(FPR), '--out', str(tmp_path / 'x.pt'), '--quiet']) == 2
+    assert f'{CALIBRATION // 2} normal frames are too few' in capsys.readouterr().err  # one day: 125 < 10 / FPR
+    assert main(['calibrate', model, *days, '--pool', '--fpr', str(FPR), '--quiet']) == 2
+    assert '2 bags pooled into one bundle need its path' in capsys.readouterr().err
+    out = tmp_path / 'pooled.pt'
+    folder = str(building['days'][0].parent)  # a folder: its bags, sorted by path
+    assert main(['calibrate', model, folder, '--pool', '--fpr', str(FPR), '--out', str(out), '--quiet']) == 0
+    assert f'{CALIBRATION} normal frames' in capsys.readouterr().out
+    assert main(['calibrate', model, str(building['bag']), '--fpr', str(FPR), '--quiet']) == 0
+    pooled, one_bag = load_bundle(out, 'cpu'), load_bundle(building['bag'].parent / 'default.calibrated.pt', 'cpu')
+    assert pooled.calibration.thresholds[pooled.decision_score].frames == CALIBRATION
+    assert pooled.threshold_ == pytest.approx(one_bag.threshold_, rel=1e-6)  # the same frames, in one bag
+    assert all(day in read_bundle_metadata(out)['provenance']['recalibration']['bag'] for day in days)
 
 
 @pytest.fixture(scope='module')

@@ -11,12 +11,13 @@ calibration frames, so the threshold is read from frames the memory does not hol
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from visual_anomaly.bags.io import read_bag_frames
+from visual_anomaly.bags.io import BagFrames, read_bag_frames
 from visual_anomaly.core import FrameScorer, Threshold, load_bundle, read_bundle_metadata, save_bundle
 from visual_anomaly.core.bundle import check_recalibrated_path, save_recalibrated
 from visual_anomaly.core.change import MemoryFitConfig, fit_memory
@@ -46,7 +47,7 @@ def default_output(model: Path, bag: Path) -> Path:
 
 def calibrate_bag(
     model: str | os.PathLike,
-    bag: str | os.PathLike,
+    bag: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike | None = None,
     *,
     fpr: float = 0.01,
@@ -59,14 +60,20 @@ def calibrate_bag(
 ) -> Recalibration:
     """Re-calibrate bundle ``model`` (.pt or .onnx) at ``fpr`` on the camera frames of ``bag`` and write it to ``out``.
 
-    ``out`` defaults to :func:`default_output`; it is never ``model`` itself. Raises ValueError when
+    ``bag`` may be several bags of one building (patrols on other days, in other light): their frames
+    are pooled in the order given, and ``out`` must be named. ``out`` defaults to
+    :func:`default_output`; it is never ``model`` itself. Raises ValueError when
     the bag holds fewer usable frames than ``fpr`` needs. ``memory`` (a ``.pt`` bundle only) also
     learns the patrol memory from half of the bag's frames and calibrates on the other half together
     with the memory's held-out training frames (so a 1% target needs 1,000 frames in all). A damaged
     bag is a ``BagError`` unless ``allow_partial``.
     """
-    model, bag = Path(model), Path(bag)
-    out = Path(out) if out is not None else default_output(model, bag)
+    model, bags = Path(model), [Path(bag)] if isinstance(bag, str | os.PathLike) else [Path(b) for b in bag]
+    if not bags:
+        raise ValueError('calibration needs at least one bag')
+    if out is None and len(bags) > 1:
+        raise ValueError(f'{len(bags)} bags pooled into one bundle need its path (out)')
+    out = Path(out) if out is not None else default_output(model, bags[0])
     if not 0.0 < fpr < 1.0:
         raise ValueError(f'fpr must be in (0, 1), got {fpr}')
     if batch_size < 1:
@@ -76,21 +83,20 @@ def calibrate_bag(
         raise ValueError(f'{model}: learning a patrol memory needs the .pt bundle (export the result to .onnx after)')
     scorer = load_bundle(model, device)
     scorer.batch_size = batch_size
-    frames = read_bag_frames(bag, topic, image_size=scorer.image_size, progress=progress, allow_partial=allow_partial)
-    if not len(frames):
-        raise ValueError(f'{bag}: no usable frame on {frames.topic} ({len(frames.rejected)} rejected)')
+    frames = _pooled_frames(bags, topic, scorer.image_size, progress, allow_partial)
+    where = ', '.join(map(str, bags))
     previous = scorer.calibration.thresholds.get(scorer.decision_score)
     normal = learn_memory(scorer, frames.frames) if memory else frames.frames
     pooled = scorer.calibration_frames(len(normal))  # with the new memory's held-out frames
     shortfall = calibration_shortfall(pooled, fpr)
     if shortfall:
         raise ValueError(
-            f'{bag}: {shortfall}; record a longer patrol, or calibrate a false-positive rate of at least '
+            f'{where}: {shortfall}; record a longer patrol, or calibrate a false-positive rate of at least '
             f'{MIN_FRAMES_ABOVE / pooled:.3g} on this one'
         )
     scorer.calibrate(normal, fpr=fpr)
     threshold = scorer.calibration.thresholds[scorer.decision_score]
-    note = {'bag': str(bag), 'topic': frames.topic, 'frames': len(normal), 'fpr': fpr, 'source_bundle': str(model)}
+    note = {'bag': where, 'topic': frames.topic, 'frames': len(normal), 'fpr': fpr, 'source_bundle': str(model)}
     note['held_out_memory_frames'] = pooled - len(normal)
     note['missing'] = frames.missing
     if memory:
@@ -102,6 +108,28 @@ def calibrate_bag(
     learnt = scorer.memory.size if memory else 0
     return Recalibration(
         bundle, frames.topic, len(normal), len(frames.rejected), scorer.decision_score, threshold, previous, learnt
+    )
+
+
+def _pooled_frames(
+    bags: list[Path], topic: str | None, image_size: int, progress: bool, allow_partial: bool
+) -> BagFrames:
+    """The usable camera frames of ``bags``, one bag after the other; a bag with none is an error naming it."""
+    parts = []
+    for bag in bags:
+        part = read_bag_frames(bag, topic, image_size=image_size, progress=progress, allow_partial=allow_partial)
+        if not len(part):
+            raise ValueError(f'{bag}: no usable frame on {part.topic} ({len(part.rejected)} rejected)')
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    return BagFrames(
+        topic=', '.join(dict.fromkeys(part.topic for part in parts)),
+        msgtype=parts[0].msgtype,
+        stamps=np.concatenate([part.stamps for part in parts]),
+        frames=np.concatenate([part.frames for part in parts]),
+        rejected=[item for part in parts for item in part.rejected],
+        missing=sum(part.missing for part in parts),
     )
 
 

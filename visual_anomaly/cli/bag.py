@@ -21,7 +21,7 @@ from pathlib import Path
 from visual_anomaly.bags.calibrate import calibrate_bag
 from visual_anomaly.bags.convert import dataset_to_bag
 from visual_anomaly.bags.evaluate import evaluate_bag
-from visual_anomaly.bags.fleet import single_bag
+from visual_anomaly.bags.fleet import find_bags, single_bag
 from visual_anomaly.bags.io import (
     ANOMALY_TOPIC,
     CAMERA_TOPIC,
@@ -112,9 +112,12 @@ def _missing(count: int) -> str:
 
 
 def calibrate(args: argparse.Namespace) -> int | None:
-    if (bag := single_bag(args.bags)) is None:
+    if args.pool:
+        bags = find_bags(args.bags)
+    elif (bags := single_bag(args.bags)) is None:
         return bag_fleet.calibrate(args)
-    done = calibrate_bag(args.model, bag, args.out, progress=show_progress(args), **bag_fleet.calibration_options(args))
+    options = bag_fleet.calibration_options(args)
+    done = calibrate_bag(args.model, bags, args.out, progress=show_progress(args), **options)
     before = f'{done.previous.value:.4f}' if done.previous is not None else 'none'
     learnt = f'patrol memory of {done.memory_frames} frames learnt; ' if done.memory_frames else ''
     print(
@@ -230,7 +233,13 @@ def _calibrate_parser(commands: argparse._SubParsersAction) -> argparse.Argument
         '--out',
         type=Path,
         help='new bundle (default: MODEL_STEM.calibrated.pt, or .onnx, beside the bag); several bags: a folder, '
-        'one bundle per bag in it',
+        'one bundle per bag in it; several bags with --pool: the one bundle',
+    )
+    sub.add_argument(
+        '--pool',
+        action='store_true',
+        help='several bags of one building (patrols on other days, in other light): one bundle calibrated on all '
+        'their frames together, in the order given (folders: their bags sorted by path); no Ray needed',
     )
     sub.add_argument('--fpr', type=float, default=0.01, help='target false-positive rate (default 0.01)')
     sub.add_argument('--topic', help=TOPIC_HELP)
