@@ -19,14 +19,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import cv2
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import corridor_frames, percentiles_ms, table, write_results  # noqa: E402
@@ -38,6 +42,7 @@ from visual_anomaly.ros.process import replay_args, start_node_process  # noqa: 
 
 CASES = (('640x480 rgb8', 640, 480, 'rgb8'), ('1280x720 bgr8', 1280, 720, 'bgr8'))
 RATES_HZ = (15, 30, 60, 100, 150, 200, 300)
+FLOOR_RATES_HZ = (15, 30, 60)
 
 
 def image_messages(width: int, height: int, encoding: str, count: int = 32) -> list[Image]:
@@ -137,6 +142,56 @@ def end_to_end(rates: tuple[int, ...], frames_per_rate: int, model: str | None =
     return {'by_rate': results, 'max_rate_without_drops_hz': max(sustained) if sustained else 0}
 
 
+def transport_floor(rates: tuple[int, ...], frames_per_rate: int) -> dict:
+    """The same 640x480 frames, rates and QoS as :func:`end_to_end`, into ``dds_echo.py`` (a process that
+    answers each frame with its header and does nothing else): latency with no scoring, by rate."""
+    messages = image_messages(640, 480, 'rgb8')
+    node = rclpy.create_node('bench_floor')
+    answers: dict[int, float] = {}
+    on_echo = lambda header: answers.setdefault(header.stamp.sec, time.monotonic())  # noqa: E731
+    node.create_subscription(Header, '/bench/floor/echo', on_echo, RELIABLE)
+    publisher = node.create_publisher(Image, '/bench/floor/image', RELIABLE)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    echo_script = str(Path(__file__).with_name('dds_echo.py'))
+    echo = subprocess.Popen([sys.executable, echo_script, '/bench/floor/image', '/bench/floor/echo'])
+    results, rows, stamp = {}, [], 0
+    try:
+        deadline = time.monotonic() + 60
+        while publisher.get_subscription_count() == 0 or node.count_publishers('/bench/floor/echo') == 0:
+            if time.monotonic() > deadline or echo.poll() is not None:
+                raise RuntimeError('the echo process did not start')
+            time.sleep(0.1)
+        time.sleep(1.0)
+        for hz in rates:
+            published: dict[int, float] = {}
+            start = time.monotonic()
+            for i in range(frames_per_rate):
+                delay = start + i / hz - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                stamp += 1
+                msg = messages[stamp % len(messages)]
+                msg.header.stamp.sec, msg.header.stamp.nanosec = stamp, 0
+                published[stamp] = time.monotonic()
+                publisher.publish(msg)
+            time.sleep(1.0)
+            latency = [answers[s] - t for s, t in published.items() if s in answers]
+            results[str(hz)] = {'answered': len(latency), 'end_to_end_ms': percentiles_ms(latency) if latency else {}}
+            cells = [f'{results[str(hz)]["end_to_end_ms"].get(q, float("nan")):.2f}' for q in ('p50', 'p99', 'max')]
+            rows.append([hz, len(latency), *cells])
+    finally:
+        echo.terminate()
+        echo.wait(timeout=20)
+        executor.shutdown()
+        node.destroy_node()
+    print('transport floor: a process that answers each frame without scoring it')
+    print(table(rows, ['rate Hz', 'answered', 'p50 ms', 'p99 ms', 'max ms']))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--frames', type=int, default=2000, help='frames per processing-latency case')
@@ -163,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_dds:
         rates, count = (RATES_HZ[:3], 150) if args.quick else (RATES_HZ, 600)
         results['dds'] = end_to_end(rates, count, args.model or None)
+        rclpy.init()
+        try:
+            results['dds']['transport_floor'] = transport_floor(FLOOR_RATES_HZ, count)
+        finally:
+            rclpy.try_shutdown()
     name = 'node' if args.backend == 'auto' and not args.no_dds else f'node_{args.backend}'
     name += (f'_{Path(args.model).stem}' if args.model else '') + ('_fastdds_defaults' if args.fastdds_defaults else '')
     print(f'results: {write_results(name, results)}')
