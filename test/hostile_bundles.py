@@ -12,6 +12,14 @@ from onnx import TensorProto, helper
 
 from visual_anomaly.core import bundle as bundle_module
 from visual_anomaly.core.bundle_checks import CHECKSUM_KEY, checksum
+from visual_anomaly.core.onnx_backend import seal
+
+
+def save_sealed_onnx(model: onnx.ModelProto, out: Path) -> Path:
+    """Save an edited ONNX bundle with its checksum made to match the edit, as a careful forger would."""
+    onnx.save(model, out)
+    out.write_bytes(seal(out.read_bytes()))
+    return out
 
 
 def rewritten_pt(source: Path, out: Path, seal: bool = True, **sections: dict[str, Any]) -> Path:

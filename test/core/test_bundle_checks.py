@@ -14,10 +14,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from hostile_bundles import onnx_allocating_at_run_time, rewritten_pt
+from hostile_bundles import onnx_allocating_at_run_time, rewritten_pt, save_sealed_onnx
 
 from visual_anomaly.core import BundleError, export_onnx, load_bundle, read_bundle_metadata, save_bundle
 from visual_anomaly.core.bundle_checks import CHECKSUM_KEY, checksum
+from visual_anomaly.core.onnx_backend import CHECKSUM_PROPERTY, is_sealed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,9 +69,28 @@ def test_a_bundle_without_checksum_loads_with_a_warning(saved, tmp_path, frames6
     )
 
 
-def test_the_shipped_bundle_carries_its_checksum():
+def test_the_shipped_bundles_carry_their_checksums():
     payload = torch.load(REPO / 'models' / 'default.pt', weights_only=True)
     assert payload[CHECKSUM_KEY] == checksum(payload)
+    assert is_sealed((REPO / 'models' / 'default.onnx').read_bytes())
+
+
+def test_an_onnx_bundle_with_a_changed_weight_is_refused(saved, tmp_path, caplog):
+    exported = export_onnx(tmp_path / 'model.onnx', load_bundle(saved, 'cpu', backend='torch'))
+    weights = max(onnx.load(exported).graph.initializer, key=lambda tensor: len(tensor.raw_data)).raw_data
+    data = bytearray(exported.read_bytes())
+    data[data.find(weights) + len(weights) // 2] ^= 0x10
+    (tmp_path / 'flipped.onnx').write_bytes(bytes(data))
+    onnx.load(tmp_path / 'flipped.onnx')  # still a valid graph: only the checksum can tell
+    _refused(tmp_path / 'flipped.onnx', 'damaged or altered model bundle, its graph, weights and metadata do not match')
+    old = onnx.load(exported)  # as exported before the checksum: loads, with a warning
+    kept = [prop for prop in old.metadata_props if prop.key != CHECKSUM_PROPERTY]
+    del old.metadata_props[:]
+    old.metadata_props.extend(kept)
+    onnx.save(old, tmp_path / 'old.onnx')
+    with caplog.at_level(logging.WARNING):
+        assert load_bundle(tmp_path / 'old.onnx').threshold_ == load_bundle(exported).threshold_
+    assert 'old.onnx: no checksum' in caplog.text
 
 
 def test_a_tiny_bundle_declaring_a_huge_network_is_refused_without_building_it(saved, tmp_path):
@@ -113,14 +133,14 @@ def test_onnx_graphs_that_do_not_give_what_the_metadata_says_are_refused(saved, 
     kept = [output for output in model.graph.output if output.name != 'mse']
     del model.graph.output[:]
     model.graph.output.extend(kept)
-    onnx.save(model, tmp_path / 'no_mse.onnx')
+    save_sealed_onnx(model, tmp_path / 'no_mse.onnx')
     _refused(tmp_path / 'no_mse.onnx', r'the graph lacks the output\(s\) mse')
     metadata = next(p for p in onnx.load(exported).metadata_props if p.key == 'visual_anomaly.metadata')
     model = onnx.load(exported)
     next(p for p in model.metadata_props if p.key == metadata.key).value = metadata.value.replace(
         '"image_size": 64, "normalization"', '"image_size": 32, "normalization"'
     )
-    onnx.save(model, tmp_path / 'small.onnx')
+    save_sealed_onnx(model, tmp_path / 'small.onnx')
     _refused(tmp_path / 'small.onnx', r"takes frames of shape \['batch', 64, 64, 3\], the preprocessing gives 32x32x3")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hostile_bundles import save_sealed_onnx
 
 from training.world import CorridorWorld
 from visual_anomaly.core import (
@@ -89,7 +90,7 @@ def test_export_round_trip(exported, frames64, caplog):
 
 
 def _with_properties(source: Path, out: Path, **properties: str | None) -> Path:
-    """A copy of an ONNX file with metadata properties replaced (None: removed)."""
+    """A copy of an ONNX file with metadata properties replaced (None: removed), its checksum matching."""
     model = onnx.load(source)
     kept = [p for p in model.metadata_props if p.key not in properties]
     del model.metadata_props[:]
@@ -97,8 +98,7 @@ def _with_properties(source: Path, out: Path, **properties: str | None) -> Path:
     for key, value in properties.items():
         if value is not None:
             model.metadata_props.add(key=key, value=value)
-    onnx.save(model, out)
-    return out
+    return save_sealed_onnx(model, out)
 
 
 def test_bad_onnx_files_are_refused_with_their_path(exported, tmp_path):

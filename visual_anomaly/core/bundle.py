@@ -37,7 +37,7 @@ from .bundle_checks import (
     verify_checksum,
 )
 from .device import check_device_spec
-from .onnx_backend import OnnxModel, OnnxSession
+from .onnx_backend import OnnxModel, OnnxSession, is_sealed, serialize_sealed
 from .preprocessing import PreprocessingConfig
 from .scoring import Calibration, FrameScorer
 
@@ -219,8 +219,9 @@ def _load_onnx(path: Path, device: str, backend: str) -> OnnxModel:
 def _read_onnx(path: Path) -> tuple[OnnxSession, dict[str, Any]]:
     if not path.is_file():
         raise BundleError(f'{path}: model bundle not found')
+    data = path.read_bytes()
     try:
-        session = OnnxSession(path.read_bytes())
+        session = OnnxSession(data)
     except ImportError as error:
         raise BundleError(f'{path}: an .onnx bundle needs onnxruntime (pip install onnxruntime)') from error
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types on arbitrary bytes
@@ -229,11 +230,27 @@ def _read_onnx(path: Path) -> tuple[OnnxSession, dict[str, Any]]:
     if version is None or ONNX_METADATA_KEY not in session.properties:
         raise BundleError(f'{path}: an ONNX model, but not a visual_anomaly bundle (no {ONNX_METADATA_KEY})')
     _check_version(path, int(version) if version.isdigit() else version)
+    _check_seal(path, data)
     try:
         metadata = json.loads(session.properties[ONNX_METADATA_KEY])
     except json.JSONDecodeError as error:
         raise BundleError(f'{path}: model bundle metadata is corrupt ({error})') from error
     return session, metadata
+
+
+def _check_seal(path: Path, data: bytes) -> None:
+    sealed = is_sealed(data)
+    if sealed is None:
+        logger.warning(
+            '%s: no checksum to verify its graph against (exported by an older visual_anomaly); export it again '
+            '(visual-anomaly-train export) to add one',
+            path,
+        )
+    elif not sealed:
+        raise BundleError(
+            f'{path}: damaged or altered model bundle, its graph, weights and metadata do not match the checksum '
+            'stored with them (use an intact copy, or export it again)'
+        )
 
 
 def _check_version(path: Path, version: object) -> None:
@@ -322,4 +339,4 @@ def save_recalibrated(
         raise BundleError(f'{out}: writing an .onnx bundle needs the onnx package (pip install onnx)') from error
     model = onnx.load_from_string(source.read_bytes())
     next(p for p in model.metadata_props if p.key == ONNX_METADATA_KEY).value = updated(metadata)
-    return _write_atomically(out, lambda tmp: tmp.write_bytes(model.SerializeToString()))
+    return _write_atomically(out, lambda tmp: tmp.write_bytes(serialize_sealed(model)))

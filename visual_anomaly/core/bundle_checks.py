@@ -4,7 +4,8 @@ A bundle's metadata declares the architecture and the preprocessing; its tensors
 graph (``.onnx``) must match them. A file whose metadata and weights disagree is refused here,
 from shapes alone, instead of building whatever the metadata asks for (a tiny file declaring a
 1024-channel network would otherwise allocate gigabytes before failing). A ``.pt`` bundle also
-carries a SHA-256 checksum of its metadata and tensors, verified on load. Every failure is a
+carries a SHA-256 checksum of its metadata and tensors, an ``.onnx`` one of its whole file
+(:func:`~visual_anomaly.core.onnx_backend.seal`), both verified on load. Every failure is a
 :class:`BundleError` naming the file.
 """
 

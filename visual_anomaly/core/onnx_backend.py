@@ -10,6 +10,7 @@ PyTorch and ``onnx`` are imported only to export.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
@@ -21,7 +22,38 @@ from .preprocessing import PreprocessingConfig
 from .scoring import Calibration, FrameScorer
 
 if TYPE_CHECKING:
+    import onnx
     import torch
+
+
+#: metadata property holding the SHA-256 (hex) of the whole file with this value blanked (see :func:`seal`)
+CHECKSUM_PROPERTY = 'visual_anomaly.sha256'
+_BLANK = b'0' * 64
+# a metadata entry as protobuf writes it: field 1 (key, length-prefixed), then field 2 (value, 64 bytes)
+_ENTRY = b'\x0a' + bytes([len(CHECKSUM_PROPERTY)]) + CHECKSUM_PROPERTY.encode() + b'\x12\x40'
+
+
+def _checksum_at(model: bytes) -> int | None:
+    """Offset of the checksum property's 64-byte value in serialized ``model`` bytes, None when it has none."""
+    at = model.rfind(_ENTRY)  # metadata properties are serialized after the graph, at the end
+    return None if at < 0 or at + len(_ENTRY) + 64 > len(model) else at + len(_ENTRY)
+
+
+def seal(model: bytes) -> bytes:
+    """``model`` (serialized ONNX with a :data:`CHECKSUM_PROPERTY` entry) with that entry set to the SHA-256 of
+    the file as it is with the value blanked: any changed byte, weights included, breaks the seal, and
+    checking it needs neither the ``onnx`` package nor parsing."""
+    at = _checksum_at(model)
+    if at is None:
+        raise ValueError(f'the model has no {CHECKSUM_PROPERTY} property to seal')
+    digest = hashlib.sha256(model[:at] + _BLANK + model[at + 64 :]).hexdigest().encode()
+    return model[:at] + digest + model[at + 64 :]
+
+
+def is_sealed(model: bytes) -> bool | None:
+    """Whether serialized ``model`` matches its :func:`seal`; None when it carries none (an older export)."""
+    at = _checksum_at(model)
+    return None if at is None else seal(model) == model
 
 
 def available() -> bool:
@@ -35,7 +67,8 @@ def available() -> bool:
 
 
 def export_graph(graph: torch.nn.Module, image_size: int, properties: dict[str, str] | None = None) -> bytes:
-    """A scoring graph (uint8 NHWC frames in, its ``output_names`` out) as ONNX bytes with metadata ``properties``."""
+    """A scoring graph (uint8 NHWC frames in, its ``output_names`` out) as sealed ONNX bytes (:func:`seal`) with
+    metadata ``properties``."""
     import onnx
     import torch
 
@@ -57,7 +90,17 @@ def export_graph(graph: torch.nn.Module, image_size: int, properties: dict[str, 
     for key, value in (properties or {}).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    return model.SerializeToString()
+    return serialize_sealed(model)
+
+
+def serialize_sealed(model: onnx.ModelProto) -> bytes:
+    """An ONNX ``model``'s bytes, sealed (:func:`seal`); the checksum property is added when it has none."""
+    entry = next((prop for prop in model.metadata_props if prop.key == CHECKSUM_PROPERTY), None)
+    if entry is None:
+        entry = model.metadata_props.add()
+        entry.key = CHECKSUM_PROPERTY
+    entry.value = _BLANK.decode()
+    return seal(model.SerializeToString())
 
 
 class OnnxSession:
