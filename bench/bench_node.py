@@ -29,6 +29,7 @@ import cv2
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -92,6 +93,29 @@ def processing_latency(frames: int, backend: str, model: str = '') -> dict:
     return results
 
 
+def stamp_ns(header: Header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def publish_at_rate(
+    publisher: Publisher, messages: list[Image], hz: float, count: int, after: int
+) -> tuple[dict[int, float], float]:
+    """Publish ``count`` of ``messages`` in turn at ``hz``, stamped ``after + 1``, ... (nanoseconds); returns
+    each stamp's publish time (monotonic seconds) and the rate achieved."""
+    published: dict[int, float] = {}
+    start = time.monotonic()
+    for i in range(count):
+        delay = start + i / hz - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        stamp = after + i + 1
+        msg = messages[stamp % len(messages)]
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        published[stamp] = time.monotonic()
+        publisher.publish(msg)
+    return published, count / (time.monotonic() - start)
+
+
 def end_to_end(rates: tuple[int, ...], frames_per_rate: int, model: str | None = None) -> dict:
     """Publish 640x480 rgb8 frames over DDS into a node process at each rate; latency and drops."""
     messages = image_messages(640, 480, 'rgb8')
@@ -108,19 +132,9 @@ def end_to_end(rates: tuple[int, ...], frames_per_rate: int, model: str | None =
         time.sleep(1.0)
         accounted = 0
         for hz in rates:
-            published: dict[int, float] = {}
             before = recorder.snapshot().counters.get('dropped', 0)
-            start = time.monotonic()
-            for i in range(frames_per_rate):
-                delay = start + i / hz - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                stamp += 1
-                msg = messages[stamp % len(messages)]
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-                published[stamp] = time.monotonic()
-                publisher.publish(msg)
-            achieved = frames_per_rate / (time.monotonic() - start)
+            published, achieved = publish_at_rate(publisher, messages, hz, frames_per_rate, stamp)
+            stamp += frames_per_rate
             accounted += frames_per_rate
             snap = recorder.wait_until_idle(accounted, idle_s=3.0, timeout_s=60.0)
             answered = [s for s in published if s in snap.answers]
@@ -148,7 +162,7 @@ def transport_floor(rates: tuple[int, ...], frames_per_rate: int) -> dict:
     messages = image_messages(640, 480, 'rgb8')
     node = rclpy.create_node('bench_floor')
     answers: dict[int, float] = {}
-    on_echo = lambda header: answers.setdefault(header.stamp.sec, time.monotonic())  # noqa: E731
+    on_echo = lambda header: answers.setdefault(stamp_ns(header), time.monotonic())  # noqa: E731
     node.create_subscription(Header, '/bench/floor/echo', on_echo, RELIABLE)
     publisher = node.create_publisher(Image, '/bench/floor/image', RELIABLE)
     executor = SingleThreadedExecutor()
@@ -166,17 +180,8 @@ def transport_floor(rates: tuple[int, ...], frames_per_rate: int) -> dict:
             time.sleep(0.1)
         time.sleep(1.0)
         for hz in rates:
-            published: dict[int, float] = {}
-            start = time.monotonic()
-            for i in range(frames_per_rate):
-                delay = start + i / hz - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                stamp += 1
-                msg = messages[stamp % len(messages)]
-                msg.header.stamp.sec, msg.header.stamp.nanosec = stamp, 0
-                published[stamp] = time.monotonic()
-                publisher.publish(msg)
+            published, _ = publish_at_rate(publisher, messages, hz, frames_per_rate, stamp)
+            stamp += frames_per_rate
             time.sleep(1.0)
             latency = [answers[s] - t for s, t in published.items() if s in answers]
             results[str(hz)] = {'answered': len(latency), 'end_to_end_ms': percentiles_ms(latency) if latency else {}}
