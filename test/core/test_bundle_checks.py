@@ -79,6 +79,7 @@ def test_an_onnx_bundle_with_a_changed_weight_is_refused(saved, tmp_path, caplog
     exported = export_onnx(tmp_path / 'model.onnx', load_bundle(saved, 'cpu', backend='torch'))
     weights = max(onnx.load(exported).graph.initializer, key=lambda tensor: len(tensor.raw_data)).raw_data
     data = bytearray(exported.read_bytes())
+    assert len(weights) > 1000 and data.count(weights) == 1
     data[data.find(weights) + len(weights) // 2] ^= 0x10
     (tmp_path / 'flipped.onnx').write_bytes(bytes(data))
     onnx.load(tmp_path / 'flipped.onnx')  # still a valid graph: only the checksum can tell
