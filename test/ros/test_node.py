@@ -1,13 +1,15 @@
-"""The detector node as a separate process, driven over real DDS by a test node."""
+"""The detector node as a separate process, driven over real DDS by a test node; and its start-up, in process."""
 
 from __future__ import annotations
 
 import math
 import signal
+import threading
 
 import cv2
 import numpy as np
 import pytest
+import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Vector3Stamped
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters, SetParametersAtomically
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import RELIABLE, REPO, image_message, stop_node
+from ros_helpers import DOMAIN_ID, RELIABLE, REPO, image_message, stop_node
 from sensor_msgs.msg import CompressedImage, Image
 
 from training.world import Anomaly, CorridorWorld
@@ -30,6 +32,7 @@ from visual_anomaly.core import (
     save_bundle,
 )
 from visual_anomaly.data.image_conversion import FrameError, image_to_bgr
+from visual_anomaly.ros.node import AnomalyDetectorNode
 from visual_anomaly.ros.process import start_node_process
 
 pytestmark = pytest.mark.slow  # a node process over DDS
@@ -326,3 +329,20 @@ def test_a_bad_parameter_stops_the_node_with_one_line(parameter, named):
     code, err = process.wait(timeout=60), process.stderr.read()
     assert code == 2
     assert err.startswith('visual_anomaly: cannot start: ') and named in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_signal_while_the_node_starts_leaves_it_to_shut_down_cleanly(monkeypatch):
+    """CI saw SIGINT land while the node started its worker thread: rclpy's shutdown then destroyed the
+    half-made node, whose never-started worker could not be joined, and Ctrl-C ended in a traceback."""
+
+    def interrupted(thread):
+        raise KeyboardInterrupt
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(DOMAIN_ID))
+    try:
+        with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+            patch.setattr(threading.Thread, 'start', interrupted)
+            AnomalyDetectorNode(context=context, cli_args=['--ros-args', '-p', 'device:=cpu'])
+    finally:
+        rclpy.try_shutdown(context=context)  # destroys the half-made node, as the node process does on SIGINT

@@ -94,8 +94,9 @@ class DetectorNodeBase(CalibrationService):
         self._frame_counter = 0
         self._calibration_status = 'not run'
         self._create_interfaces(p)
-        self._worker = threading.Thread(target=self._work, name='visual_anomaly_worker', daemon=True)
-        self._worker.start()
+        worker = threading.Thread(target=self._work, name='visual_anomaly_worker', daemon=True)
+        worker.start()
+        self._worker = worker  # only once started: a signal inside start() leaves nothing to join
         self.get_logger().info(
             f'scoring {self._subscription.msg_type.__name__} frames from {self._subscription.topic_name} with '
             f'{self._model_path} on {detector.device} '
