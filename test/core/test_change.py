@@ -26,6 +26,7 @@ from visual_anomaly.core.change import (
     first_minimum,
     fit_memory,
     leave_out_masks,
+    local_spread,
     opponent_colours,
 )
 
@@ -85,8 +86,8 @@ def test_a_small_box_stands_out_where_it_is(memory, patrol):
 
 def test_difference_map_is_the_best_match_over_neighbours_and_shifts(memory, patrol):
     """The fast comparison equals the definition: per pixel, the smallest channel-mean squared difference (in
-    the comparison colour space) to any neighbour shifted by up to ``shift`` (replicate padding), and the
-    signed difference to that match."""
+    the comparison colour space, local spread included) to any neighbour shifted by up to ``shift``
+    (replicate padding), and the signed colour difference to that match."""
     frames = np.concatenate([patrol['normal'][:3], patrol['anomalous'][:3]])
     images = memory.normalize(torch.from_numpy(frames))
     with torch.inference_mode():
@@ -94,16 +95,18 @@ def test_difference_map_is_the_best_match_over_neighbours_and_shifts(memory, pat
         best, residual = memory.difference_map(images, indices, residual=True)
         r = memory.config.shift
         images = memory.comparable(images)
+        channels = images.shape[1]
         neighbours = memory.comparable(memory.normalize(memory.frames[indices.flatten()]))
         padded = torch.nn.functional.pad(neighbours, (r, r, r, r), mode='replicate').view(
-            len(frames), -1, 3, SIDE + 2 * r, SIDE + 2 * r
+            len(frames), -1, channels, SIDE + 2 * r, SIDE + 2 * r
         )
         candidates = torch.stack(
             [padded[..., dy : dy + SIDE, dx : dx + SIDE] for dy in range(2 * r + 1) for dx in range(2 * r + 1)], 2
-        ).flatten(1, 2)  # (N, K * shifts, 3, S, S), neighbour-major
+        ).flatten(1, 2)  # (N, K * shifts, C, S, S), neighbour-major
         differences = images[:, None] - candidates
         expected, which = differences.square().mean(dim=2).min(dim=1)
-        chosen = differences.gather(1, which[:, None, None].expand(len(frames), 1, 3, SIDE, SIDE))[:, 0]
+        chosen = differences.gather(1, which[:, None, None].expand(len(frames), 1, channels, SIDE, SIDE))[:, 0, :3]
+    assert channels == 4  # the default compares the local spread too
     torch.testing.assert_close(best, expected, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(residual, chosen, rtol=1e-6, atol=1e-6)
 
@@ -146,6 +149,16 @@ def test_opponent_colours_keep_distances_at_weight_one_and_scale_only_colour():
     assert torch.equal(opponent_colours(None), torch.eye(3))
 
 
+def test_local_spread_is_the_standard_deviation_over_the_box_cut_at_the_border():
+    channel = torch.from_numpy(np.random.default_rng(3).normal(size=(1, 1, 12, 12)).astype(np.float32))
+    spread = local_spread(channel, 5)[0, 0]
+    pixels = channel[0, 0].numpy()
+    for y, x in ((6, 6), (0, 0), (11, 4)):
+        box = pixels[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3]
+        assert float(spread[y, x]) == pytest.approx(box.std(), abs=1e-5)
+    assert float(local_spread(torch.full((1, 1, 8, 8), 0.3), 3).max()) < 1e-3  # a flat sheet has none
+
+
 def test_memory_config_rejects_absurd_values():
     for bad in ({'neighbours': 0}, {'shift': -1}, {'window': 4}):
         with pytest.raises(ValueError, match='memory needs'):
@@ -153,6 +166,9 @@ def test_memory_config_rejects_absurd_values():
     for weight in (0.0, -1.0, float('nan'), 1e6):
         with pytest.raises(ValueError, match='chroma_weight'):
             MemoryConfig(chroma_weight=weight)
+    for window in (0, 1, 4, 17, 5.0):
+        with pytest.raises(ValueError, match='texture_window'):
+            MemoryConfig(texture_window=window)
     with pytest.raises(ValueError, match='cannot give 8 neighbours'):
         PatrolMemory(torch.zeros(3, SIDE, SIDE, 3, dtype=torch.uint8), Preprocessor().normalize_tensor)
 

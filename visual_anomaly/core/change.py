@@ -7,7 +7,10 @@ the bundle) and, for every new frame:
 1. finds the ``neighbours`` memory frames whose 16x16 thumbnails are closest to the frame's;
    frames are compared in an opponent colour space (brightness, red-green, yellow-blue) whose
    two colour axes count ``chroma_weight`` times: floors and walls mostly vary in brightness,
-   while a puddle, a sheet of paper or an open door also changes the colour;
+   while a puddle, a sheet of paper or an open door also changes the colour; with
+   ``texture_window``, the brightness's local spread over that window is compared as a fourth
+   channel, so that a flat sheet on a busy floor is not explained pixel by pixel by the floor's
+   specks of the same brightness;
 2. takes, per pixel, the smallest squared difference to any of those frames shifted by up to
    ``shift`` pixels each way (a pixel is changed only when no nearby pixel of any similar
    frame explains it, which absorbs pose jitter and parallax);
@@ -74,19 +77,24 @@ class MemoryConfig:
     """How :class:`PatrolMemory` compares a frame with its memory; stored in the bundle.
 
     ``chroma_weight`` None compares the normalized RGB channels as they are (bundles written before
-    the opponent colour space was introduced).
+    the opponent colour space was introduced); ``texture_window`` None compares no local spread
+    (bundles written before it was introduced).
     """
 
     neighbours: int = 8
     shift: int = 2
     window: int = 5
     chroma_weight: float | None = None
+    texture_window: int | None = None
 
     def __post_init__(self) -> None:
         if self.neighbours < 1 or self.shift < 0 or self.window < 1 or self.window % 2 == 0:
             raise ValueError(f'memory needs neighbours >= 1, shift >= 0 and an odd window >= 1, got {self}')
         if self.chroma_weight is not None and not 0.0 < self.chroma_weight <= 100.0:
             raise ValueError(f'memory chroma_weight must be in (0, 100] or None, got {self.chroma_weight!r}')
+        texture = self.texture_window
+        if texture is not None and (not isinstance(texture, int) or not 3 <= texture <= 15 or texture % 2 == 0):
+            raise ValueError(f'memory texture_window must be an odd integer in 3..15 or None, got {texture!r}')
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,7 +123,7 @@ class PatrolMemory(torch.nn.Module):
         self.register_buffer('frames', frames.contiguous())
         transform = opponent_colours(self.config.chroma_weight)[:, :, None, None]
         self.register_buffer('colour_transform', transform, persistent=False)
-        thumbnails = self.thumbnails(self.comparable(normalize(frames)))
+        thumbnails = self.thumbnails(self.colours(normalize(frames)))
         self.register_buffer('memory_thumbnails', thumbnails, persistent=False)
         self.register_buffer('memory_norms', thumbnails.square().sum(dim=1), persistent=False)
         self.register_buffer('pixel_mean', torch.zeros(side, side))
@@ -130,9 +138,18 @@ class PatrolMemory(torch.nn.Module):
         """Number of frames in the memory."""
         return len(self.frames)
 
-    def comparable(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) normalized images in the colour space frames are compared in."""
+    def colours(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalized images in the colour space frames are looked up and compared in."""
         return functional.conv2d(images, self.colour_transform)
+
+    def comparable(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) normalized images as they are compared: the colours, and with a ``texture_window``
+        the local spread of their brightness as a fourth channel."""
+        colours = self.colours(images)
+        if self.config.texture_window is None:
+            return colours
+        brightness = images.mean(dim=1, keepdim=True) * 3**0.5  # the opponent space's first axis
+        return torch.cat([colours, local_spread(brightness, self.config.texture_window)], dim=1)
 
     @staticmethod
     def thumbnails(images: torch.Tensor) -> torch.Tensor:
@@ -142,7 +159,7 @@ class PatrolMemory(torch.nn.Module):
     def nearest(self, images: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
         """(N, neighbours) indices of the memory frames closest to ``images``; ``excluded`` (N, M) bool
         masks memory frames out (for statistics on frames that are themselves in the memory)."""
-        queries = self.thumbnails(self.comparable(images))
+        queries = self.thumbnails(self.colours(images))
         distances = self.memory_norms - 2.0 * queries @ self.memory_thumbnails.T  # + |q|^2, same for every j
         if excluded is not None:
             distances = distances.masked_fill(excluded, float('inf'))
@@ -151,9 +168,9 @@ class PatrolMemory(torch.nn.Module):
     def difference_map(
         self, images: torch.Tensor, indices: torch.Tensor, residual: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(N, S, S) smallest squared difference of each pixel to the ``indices`` frames, shifts included,
-        and with ``residual`` the (N, 3, S, S) signed difference to that best-matching pixel (else None),
-        both in the comparison colour space.
+        """(N, S, S) smallest channel-mean squared difference of each pixel to the ``indices`` frames, shifts
+        included, and with ``residual`` the (N, 3, S, S) signed colour difference to that best-matching pixel
+        (else None), both in the comparison colour space.
 
         One shift at a time, all K neighbours together, keeping each neighbour's best error and shift
         so far (a few cache-sized, element-wise operations per shift), then the best neighbour; the
@@ -165,9 +182,10 @@ class PatrolMemory(torch.nn.Module):
         k, r = indices.shape[1], self.config.shift
         padded_side = side + 2 * r
         images = self.comparable(images)
+        channels = images.shape[1]
         neighbours = self.comparable(self.normalize(self.frames[indices.flatten()]))
         padded = functional.pad(neighbours, (r, r, r, r), mode='replicate')
-        padded = padded.view(count, k, 3, padded_side, padded_side)
+        padded = padded.view(count, k, channels, padded_side, padded_side)
         offsets = [(dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
         best = shift_of = None  # (N, K, S, S): each neighbour's smallest error so far, and at which shift
         for shift, (dy, dx) in enumerate(offsets):
@@ -179,11 +197,11 @@ class PatrolMemory(torch.nn.Module):
                 shift_of = shift_of + (error < best).to(error.dtype) * (shift - shift_of)
             best = torch.minimum(error, best)
         best, neighbour = first_minimum(best)
-        best = best / 3.0  # the channels' mean
+        best = best / channels
         if not residual:
             return best, None
         shift = shift_of.gather(1, neighbour[:, None])[:, 0].long()
-        return best, images - self._gather_matches(padded, shift, neighbour, side)
+        return best, images[:, :3] - self._gather_matches(padded[:, :, :3], shift, neighbour, side)
 
     @staticmethod
     def _gather_matches(padded: torch.Tensor, shift: torch.Tensor, neighbour: torch.Tensor, side: int) -> torch.Tensor:
@@ -234,6 +252,14 @@ class PatrolMemory(torch.nn.Module):
         return (self.smoothed_map(images) - self.pixel_mean) / self.pixel_scale
 
 
+def local_spread(channel: torch.Tensor, window: int) -> torch.Tensor:
+    """(N, 1, S, S) standard deviation of ``channel`` over a ``window`` x ``window`` box around each pixel
+    (the box cut at the border)."""
+    mean = functional.avg_pool2d(channel, window, 1, window // 2, count_include_pad=False)
+    mean_square = functional.avg_pool2d(channel.square(), window, 1, window // 2, count_include_pad=False)
+    return (mean_square - mean.square()).clamp_min(0.0).sqrt()
+
+
 def pixel_statistics(smoothed_normal_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel mean and scale of (N, S, S) smoothed difference maps of normal frames (the scale floored)."""
     std = smoothed_normal_maps.std(dim=0)
@@ -267,12 +293,13 @@ class MemoryFitConfig:
     shift: int = 2
     window: int = 5
     chroma_weight: float | None = 3.0  # None: compare RGB as it is
+    texture_window: int | None = 5  # None: compare no local brightness spread
     statistics_frames: int = 1200  # training frames the per-pixel statistics are fitted on
     exclude_steps: int = 2  # a frame is compared without the memory frames this close to it (in memory steps)
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        self.memory_config()  # validates neighbours, shift, window, chroma_weight
+        self.memory_config()  # validates neighbours, shift, window, chroma_weight, texture_window
         if self.frames < self.neighbours or self.statistics_frames < 2 or self.exclude_steps < 0 or self.batch_size < 1:
             raise ValueError(
                 f'memory needs frames >= neighbours, statistics_frames >= 2, exclude_steps >= 0 and '
@@ -280,7 +307,7 @@ class MemoryFitConfig:
             )
 
     def memory_config(self) -> MemoryConfig:
-        return MemoryConfig(self.neighbours, self.shift, self.window, self.chroma_weight)
+        return MemoryConfig(self.neighbours, self.shift, self.window, self.chroma_weight, self.texture_window)
 
 
 def evenly_spaced(count: int, keep: int) -> np.ndarray:
