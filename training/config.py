@@ -114,12 +114,14 @@ class RunConfig:
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Mapping] | None = None) -> RunConfig:
     """The defaults, updated by the YAML file at ``path`` and then by ``overrides``.
 
-    A ``None`` value leaves the key as it was, except in the ``data`` section, where it means "the default".
+    In the file, ``null`` is a value where a key can take one (``chroma_weight: null`` compares RGB)
+    and otherwise leaves the key as it was; in ``overrides``, ``None`` means "not given" and leaves
+    the key as it was. In the ``data`` section ``None`` always means "the default".
     """
     config = RunConfig()
     if path is not None:
         config = merge(config, read_yaml(Path(path)), str(path))
-    return merge(config, overrides or {}, 'command line')
+    return merge(config, overrides or {}, 'command line', none_is_a_value=False)
 
 
 def read_yaml(path: Path) -> Mapping:
@@ -133,8 +135,9 @@ def read_yaml(path: Path) -> Mapping:
     return loaded
 
 
-def merge(config: RunConfig, layer: Mapping[str, Mapping], source: str) -> RunConfig:
-    """``config`` updated by ``layer`` (sections -> keys -> values); errors name ``source``."""
+def merge(config: RunConfig, layer: Mapping[str, Mapping], source: str, none_is_a_value: bool = True) -> RunConfig:
+    """``config`` updated by ``layer`` (sections -> keys -> values); errors name ``source``. A ``None`` value
+    is kept for keys that can be None when ``none_is_a_value``, and skipped otherwise."""
     sections = [item.name for item in fields(config)]
     for section, values in layer.items():
         if section not in sections or not isinstance(values, dict):
@@ -144,7 +147,9 @@ def merge(config: RunConfig, layer: Mapping[str, Mapping], source: str) -> RunCo
         unknown = set(values) - set(known)
         if unknown:
             raise ValueError(f'{source}: unknown keys {sorted(unknown)} in {section!r}; known: {sorted(known)}')
-        kept = {key: value for key, value in values.items() if value is not None or section == 'data'}
+        can_be_none = {item.name for item in fields(current) if 'None' in str(item.type)}
+        nullable = set(known) if section == 'data' else can_be_none if none_is_a_value else set()
+        kept = {key: value for key, value in values.items() if value is not None or key in nullable}
         try:
             config = replace(config, **{section: replace(current, **kept)})
         except (TypeError, ValueError) as error:

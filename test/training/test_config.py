@@ -38,6 +38,15 @@ def test_a_file_and_then_the_command_line_override_the_defaults(tmp_path):
     assert config.model.embedding_dim == RunConfig().model.embedding_dim
 
 
+def test_null_in_a_file_is_a_value_where_a_key_can_be_null(tmp_path):
+    path = tmp_path / 'plain.yaml'
+    path.write_text('memory:\n  chroma_weight: null\n  texture_window: null\n  frames: null\n')
+    config = load_config(path, {'memory': {'texture_window': None}})
+    assert (config.memory.chroma_weight, config.memory.texture_window) == (None, None)  # RGB, no texture
+    assert config.memory.frames == RunConfig().memory.frames  # a key that cannot be null keeps its value
+    assert load_config(None, {'memory': {'chroma_weight': None}}).memory.chroma_weight == 3.0  # not given
+
+
 @pytest.mark.parametrize(
     ('text', 'message'),
     [
