@@ -254,9 +254,15 @@ class PatrolMemory(torch.nn.Module):
 
 def local_spread(channel: torch.Tensor, window: int) -> torch.Tensor:
     """(N, 1, S, S) standard deviation of ``channel`` over a ``window`` x ``window`` box around each pixel
-    (the box cut at the border)."""
-    mean = functional.avg_pool2d(channel, window, 1, window // 2, count_include_pad=False)
-    mean_square = functional.avg_pool2d(channel.square(), window, 1, window // 2, count_include_pad=False)
+    (the box cut at the border).
+
+    Box sums by convolution, divided by each box's pixel count: ONNX Runtime runs this about four
+    times faster than an average pool that leaves the padding out.
+    """
+    box = channel.new_ones(2, 1, window, window)
+    count = functional.conv2d(channel.new_ones(1, 1, *channel.shape[-2:]), box[:1], padding=window // 2)
+    sums = functional.conv2d(torch.cat([channel, channel.square()], dim=1), box, padding=window // 2, groups=2)
+    mean, mean_square = sums[:, :1] / count, sums[:, 1:] / count
     return (mean_square - mean.square()).clamp_min(0.0).sqrt()
 
 
