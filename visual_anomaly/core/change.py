@@ -218,8 +218,7 @@ class PatrolMemory(torch.nn.Module):
 
     def smooth(self, differences: torch.Tensor) -> torch.Tensor:
         """(N, S, S) difference maps averaged over the window."""
-        window = self.config.window
-        return functional.avg_pool2d(differences[:, None], window, 1, window // 2, count_include_pad=False)[:, 0]
+        return box_mean(differences[:, None], self.config.window)[:, 0]
 
     def smoothed_map(self, images: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
         """(N, S, S) difference map averaged over the window, before the per-pixel statistics."""
@@ -252,18 +251,21 @@ class PatrolMemory(torch.nn.Module):
         return (self.smoothed_map(images) - self.pixel_mean) / self.pixel_scale
 
 
+def box_mean(images: torch.Tensor, window: int) -> torch.Tensor:
+    """(N, C, S, S) mean of each channel over a ``window`` x ``window`` box around each pixel (the box cut at
+    the border): box sums by convolution, divided by each box's pixel count, which ONNX Runtime runs about
+    four times faster than an average pool that leaves the padding out."""
+    box = images.new_ones(1, 1, window, window)
+    count = functional.conv2d(images.new_ones(1, 1, *images.shape[-2:]), box, padding=window // 2)
+    sums = functional.conv2d(images.reshape(-1, 1, *images.shape[-2:]), box, padding=window // 2)
+    return (sums / count).reshape(images.shape)
+
+
 def local_spread(channel: torch.Tensor, window: int) -> torch.Tensor:
     """(N, 1, S, S) standard deviation of ``channel`` over a ``window`` x ``window`` box around each pixel
-    (the box cut at the border).
-
-    Box sums by convolution, divided by each box's pixel count: ONNX Runtime runs this about four
-    times faster than an average pool that leaves the padding out.
-    """
-    box = channel.new_ones(2, 1, window, window)
-    count = functional.conv2d(channel.new_ones(1, 1, *channel.shape[-2:]), box[:1], padding=window // 2)
-    sums = functional.conv2d(torch.cat([channel, channel.square()], dim=1), box, padding=window // 2, groups=2)
-    mean, mean_square = sums[:, :1] / count, sums[:, 1:] / count
-    return (mean_square - mean.square()).clamp_min(0.0).sqrt()
+    (the box cut at the border)."""
+    means = box_mean(torch.cat([channel, channel.square()], dim=1), window)
+    return (means[:, 1:] - means[:, :1].square()).clamp_min(0.0).sqrt()
 
 
 def pixel_statistics(smoothed_normal_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
