@@ -7,6 +7,10 @@ Each way of running the shipped model is measured in a fresh process:
 * start-up (import, load, first frame), peak resident memory, scoring latency per 64x64 frame at
   batch 1, and the largest difference of every score from eager PyTorch on the same frames.
 
+The variants run in turn, ``--rounds`` times: a 2-core machine whose speed changes within
+minutes then slows all of them alike, and the medians over the rounds are reported (each round's
+latency is kept in the JSON).
+
     python bench/bench_footprint.py            # writes bench/results/footprint.json
 """
 
@@ -65,24 +69,47 @@ def installed_mb(package: str) -> float | None:
     return sum(f.stat().st_size for f in folder.rglob('*') if f.is_file()) / 1e6
 
 
+def run_variant(bundle: str, backend: str, frames_file: Path, latency_frames: int) -> tuple[dict, dict]:
+    """One fresh process scoring with ``bundle`` on ``backend``: its figures and its scores of every frame."""
+    out = frames_file.with_name(f'{bundle}.{backend}.npz')
+    child = CHILD.format(latency_frames=latency_frames)
+    command = [sys.executable, '-c', child, str(REPO / 'models' / bundle), backend, str(frames_file), str(out)]
+    report = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(report.stdout.strip().splitlines()[-1]), dict(np.load(out))
+
+
+def median_of(runs: list[dict]) -> dict:
+    """The rounds of one variant as one entry: median start-up and latency, largest peak memory."""
+    return {
+        'startup_s': float(np.median([run['startup_s'] for run in runs])),
+        'peak_rss_mb': max(run['peak_rss_mb'] for run in runs),
+        'latency_ms_p50': float(np.median([run['latency_ms_p50'] for run in runs])),
+        'latency_ms_p50_rounds': [run['latency_ms_p50'] for run in runs],
+        'torch_imported': runs[0]['torch_imported'],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--frames', type=int, default=500, help='64x64 corridor frames scored')
+    parser.add_argument('--rounds', type=int, default=3, help='runs of every variant, in turn; medians reported')
     args = parser.parse_args()
     if not (REPO / 'models' / 'default.onnx').is_file():
         raise SystemExit('models/default.onnx missing: visual-anomaly-train export models/default.pt')
+    if args.rounds < 1:
+        raise SystemExit(f'--rounds must be at least 1, got {args.rounds}')
     frames = corridor_frames(args.frames, 64, seed=3)
-    results: dict = {'frames': args.frames, 'variants': {}}
+    results: dict = {'frames': args.frames, 'rounds': args.rounds, 'variants': {}}
+    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    scores = {}
     with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / 'frames.npy', frames)
-        scores = {}
-        for name, (bundle, backend) in VARIANTS.items():
-            out = Path(tmp) / f'{len(scores)}.npz'
-            child = CHILD.format(latency_frames=min(args.frames, 300))
-            command = [sys.executable, '-c', child, str(REPO / 'models' / bundle), backend, f'{tmp}/frames.npy', out]
-            report = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
-            results['variants'][name] = json.loads(report.stdout.strip().splitlines()[-1])
-            scores[name] = dict(np.load(out))
+        frames_file = Path(tmp) / 'frames.npy'
+        np.save(frames_file, frames)
+        for _ in range(args.rounds):
+            for name, (bundle, backend) in VARIANTS.items():
+                figures, scores[name] = run_variant(bundle, backend, frames_file, min(args.frames, 300))
+                runs[name].append(figures)
+    results['variants'] = {name: median_of(variant_runs) for name, variant_runs in runs.items()}
     reference = scores['pt, torch']
     for name, entry in results['variants'].items():
         entry['max_abs_score_difference'] = {
